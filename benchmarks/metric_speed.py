@@ -1,0 +1,68 @@
+"""Wall time of the forget-quality metric at the competition's scale.
+
+Generates seeded logit-scaled confidences for N models x n forget examples with a
+mix of column kinds (overlapping, shifted, peaky unlearned, discrete/tied) and
+times ``per_example_epsilons``. Target (issue 2): at most 30 s for 512 x 5,000 on
+a 2-core CPU.
+
+    python benchmarks/metric_speed.py [--models 512] [--examples 5000] [--device cpu|cuda]
+"""
+
+import argparse
+import pathlib
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from evaluation.metric import epsilon_points, per_example_epsilons  # noqa: E402
+
+TARGET_SECONDS_CPU = 30.0
+
+
+def make_confidences(n_models: int, n_examples: int, seed: int = 0):
+    """Unlearned and retrained confidences with four kinds of columns, in equal parts."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(2.0, 2.0, size=n_examples)
+    spread = rng.uniform(0.5, 2.5, size=n_examples)
+    retrained = centre + spread * rng.normal(size=(n_models, n_examples))
+    unlearned = centre + spread * rng.normal(size=(n_models, n_examples))  # overlapping
+    kind = np.arange(n_examples) % 4
+    shifted = kind == 1
+    unlearned[:, shifted] += rng.uniform(0.5, 4.0, size=shifted.sum()) * spread[shifted]
+    peaky = kind == 2
+    unlearned[:, peaky] = centre[peaky] + 0.005 * spread[peaky] * rng.normal(size=(n_models, peaky.sum()))
+    tied = kind == 3
+    unlearned[:, tied] = np.round(unlearned[:, tied] * 4) / 4
+    retrained[:, tied] = np.round(retrained[:, tied] * 4) / 4
+    return unlearned, retrained
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=512)
+    parser.add_argument("--examples", type=int, default=5000)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    unlearned, retrained = make_confidences(args.models, args.examples, args.seed)
+    if args.device.startswith("cuda"):  # warm up kernels and the allocator
+        per_example_epsilons(unlearned[:, :64], retrained[:, :64], device=args.device)
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    eps = per_example_epsilons(unlearned, retrained, device=args.device)
+    seconds = time.perf_counter() - start
+    score = float(epsilon_points(eps, args.models).mean())
+
+    print(f"device={args.device} threads={torch.get_num_threads()} models={args.models} examples={args.examples}")
+    print(f"per_example_epsilons: {seconds:.2f} s  ({args.examples / seconds:.0f} examples/s)")
+    print(f"forget quality F = {score:.4f}; mean epsilon = {eps.mean():.3f}")
+    if args.device == "cpu":
+        print(f"ratio to the {TARGET_SECONDS_CPU:.0f} s CPU target: {seconds / TARGET_SECONDS_CPU:.2f}")
+
+
+if __name__ == "__main__":
+    main()
