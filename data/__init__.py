@@ -1,0 +1,22 @@
+"""Data: CIFAR-10 sources, the split protocol, tensors, loaders and batched augmentation.
+
+Imports neither ``evaluation`` nor ``methods``.
+"""
+
+from .cifar10 import DataError, ImageData, load_cifar10, resolve_source
+from .splits import Splits, make_splits
+from .tensors import CIFAR10_MEAN, CIFAR10_STD, make_loader, random_crop_flip, to_tensors
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "DataError",
+    "ImageData",
+    "Splits",
+    "load_cifar10",
+    "make_loader",
+    "make_splits",
+    "random_crop_flip",
+    "resolve_source",
+    "to_tensors",
+]

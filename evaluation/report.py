@@ -1,0 +1,99 @@
+"""Results as files: ``report.json``, a readable summary table, and a plot."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import platform
+
+import numpy as np
+
+from .runner import EvaluationResult
+
+
+def environment(device) -> dict:
+    import sklearn
+    import torch
+    import torchvision
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+    if str(device).startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_report(result: EvaluationResult, out_dir, context: dict) -> pathlib.Path:
+    """Write ``report.json`` (every number, plus ``context``) and ``report.png``."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = result.to_json() | context
+    path = out / "report.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(path)
+    plot_report(result, out / "report.png")
+    return path
+
+
+def summary_table(result: EvaluationResult) -> str:
+    """A small aligned table of the numbers a user looks at first."""
+    t = result.timing
+    rows = [
+        ("forget quality F", f"{result.forget_quality:.4f}"),
+        ("final score", f"{result.final_score:.4f}"),
+        ("N models", f"{result.num_models} (max measurable epsilon {result.metric_info['max_measurable_epsilon']:.0f})"),
+        ("mean epsilon", f"{result.metric_info['mean_epsilon']:.3f}"),
+    ]
+    header = f"{'':18s}{'unlearned':>11s}{'retrained':>11s}{'original':>11s}"
+    lines = [f"{name:18s}{value}" for name, value in rows] + ["", header]
+    for label, key in (("retain accuracy", "retain_acc"), ("forget accuracy", "forget_acc"), ("test accuracy", "test_acc")):
+        lines.append(
+            f"{label:18s}{result.unlearned[key]:11.4f}{result.retrained[key]:11.4f}{result.original[key]:11.4f}"
+        )
+    mia = result.mia
+    lines.append(f"{'MIA accuracy':18s}{mia['unlearned']:11.4f}{mia['retrained']:11.4f}{mia['original']:11.4f}")
+    verdict = "passes" if t["passes_gate"] else "FAILS"
+    lines += [
+        "",
+        f"{'time':18s}unlearn {t['unlearn_seconds_mean']:.2f} s / retrain {t['retrain_seconds_mean']:.2f} s"
+        f" = {t['time_ratio']:.3f} ({verdict} the {t['gate']:.0%} gate)",
+    ]
+    return "\n".join(lines)
+
+
+def plot_report(result: EvaluationResult, path, n_examples: int = 4) -> None:
+    """Histogram of per-example epsilons, and unlearned vs retrained confidences of a few examples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eps = np.asarray(result.epsilons)
+    u = np.asarray(result.unlearned["forget_confs"])
+    r = np.asarray(result.retrained["forget_confs"])
+    # Examples spread over the epsilon range: the easiest, the hardest, and between.
+    order = np.argsort(eps, kind="stable")
+    picks = order[np.linspace(0, len(order) - 1, min(n_examples, len(order))).astype(int)]
+
+    fig, axes = plt.subplots(1, 1 + len(picks), figsize=(4 * (1 + len(picks)), 3.2))
+    axes = np.atleast_1d(axes)
+    cap = result.metric_info["max_measurable_epsilon"]
+    axes[0].hist(np.minimum(eps, cap + 0.5), bins=np.arange(0, cap + 1.01, 0.5), color="tab:purple")
+    axes[0].set(title=f"{result.method}: F = {result.forget_quality:.3f}", xlabel="per-example epsilon (capped)", ylabel="forget examples")
+    for ax, i in zip(axes[1:], picks):
+        bins = np.histogram_bin_edges(np.concatenate([u[:, i], r[:, i]]), bins=15)
+        ax.hist(r[:, i], bins=bins, alpha=0.6, label="retrained", color="tab:blue")
+        ax.hist(u[:, i], bins=bins, alpha=0.6, label="unlearned", color="tab:orange")
+        ax.set(title=f"forget example {i}: eps = {eps[i]:.2f}", xlabel="logit-scaled confidence")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,189 @@
+"""Run a method N times from the original model and score it against the references.
+
+The method arrives as a factory from the caller (``main.py``): the evaluation never
+imports ``methods``. Each run gets a fresh copy of the original model, loaders
+shuffled by the run's seed, and the global RNGs seeded with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from data import make_loader
+
+from . import metric
+from .inference import accuracy, per_example_losses, predict_logits
+from .mia import simple_mia
+from .zoo import SplitTensors, Zoo
+
+MIA_MODELS = 8  # the MIA is a side view: averaged over at most this many models per kind
+
+
+class MethodFailed(Exception):
+    """The method raised or left NaN/inf weights; the message says which run and why."""
+
+
+@dataclass
+class ModelScores:
+    retain_acc: float
+    forget_acc: float
+    test_acc: float
+    forget_confs: np.ndarray
+    forget_losses: np.ndarray
+    test_losses: np.ndarray
+
+
+def score_model(model: torch.nn.Module, tensors: SplitTensors) -> ModelScores:
+    logits = {name: predict_logits(model, getattr(tensors, name)[0]) for name in ("retain", "forget", "test")}
+    forget_y, test_y = tensors.forget[1], tensors.test[1]
+    return ModelScores(
+        retain_acc=accuracy(logits["retain"], tensors.retain[1]),
+        forget_acc=accuracy(logits["forget"], forget_y),
+        test_acc=accuracy(logits["test"], test_y),
+        forget_confs=metric.logit_scaled_confidence(logits["forget"], forget_y),
+        forget_losses=per_example_losses(logits["forget"], forget_y),
+        test_losses=per_example_losses(logits["test"], test_y),
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def method_loaders(tensors: SplitTensors, batch_size: int, seed: int):
+    """The three loaders a method sees (never the test split), shuffled by ``seed``."""
+    return (
+        make_loader(*tensors.retain, batch_size, shuffle=True, seed=seed),
+        make_loader(*tensors.forget, batch_size, shuffle=True, seed=seed + 1),
+        make_loader(*tensors.val, batch_size, shuffle=True, seed=seed + 2),
+    )
+
+
+def weights_are_finite(model: torch.nn.Module) -> bool:
+    return all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+
+
+@dataclass
+class EvaluationResult:
+    method: str
+    num_models: int
+    forget_quality: float
+    final_score: float
+    epsilons: list
+    unlearned: dict
+    retrained: dict
+    original: dict
+    mia: dict
+    timing: dict
+    metric_info: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def run_method(make_method: Callable, zoo: Zoo, run_seed: int, progress: bool = False):
+    """One unlearning run from the original model; returns ``(scores, seconds)``."""
+    original, _ = zoo.original()
+    net = copy.deepcopy(original)
+    seed_everything(run_seed)
+    retain_loader, forget_loader, val_loader = method_loaders(zoo.tensors, zoo.profile.loader_batch_size, run_seed)
+    method = make_method()
+    device = next(net.parameters()).device
+    start = time.perf_counter()
+    try:
+        method.run(net, retain_loader, forget_loader, val_loader)
+    except Exception as e:
+        raise MethodFailed(f"run {run_seed}: {type(e).__name__}: {e}") from e
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if not weights_are_finite(net):
+        raise MethodFailed(f"run {run_seed}: the method left NaN or infinite weights")
+    return score_model(net.eval(), zoo.tensors), seconds
+
+
+def evaluate(make_method: Callable, method_name: str, zoo: Zoo, gate: float = 0.2, progress: bool = True):
+    """Score ``method_name`` over ``zoo.profile.num_models`` runs; returns an EvaluationResult."""
+    n_models = zoo.profile.num_models
+    metric.max_measurable_epsilon(n_models)  # fails early, with the metric's message, for N < 3
+
+    original, original_record = zoo.original()
+    original_scores = score_model(original, zoo.tensors)
+    retrained, retrain_seconds = [], []
+    for model, record in zoo.retrained_models(n_models):
+        retrained.append(score_model(model, zoo.tensors))
+        retrain_seconds.append(record["train_seconds"])
+
+    unlearned, unlearn_seconds = [], []
+    for run_seed in tqdm(range(n_models), desc=f"{method_name} runs", disable=not progress, unit="run"):
+        scores, seconds = run_method(make_method, zoo, run_seed)
+        unlearned.append(scores)
+        unlearn_seconds.append(seconds)
+
+    unlearned_confs = np.stack([s.forget_confs for s in unlearned])
+    retrained_confs = np.stack([s.forget_confs for s in retrained])
+    eps = metric.per_example_epsilons(unlearned_confs, retrained_confs)
+    forget_quality = float(metric.epsilon_points(eps, n_models).mean())
+    final = metric.final_score(
+        forget_quality,
+        [s.retain_acc for s in unlearned],
+        [s.test_acc for s in unlearned],
+        [s.retain_acc for s in retrained],
+        [s.test_acc for s in retrained],
+    )
+    ratio = float(np.mean(unlearn_seconds) / np.mean(retrain_seconds))
+    return EvaluationResult(
+        method=method_name,
+        num_models=n_models,
+        forget_quality=forget_quality,
+        final_score=final,
+        epsilons=eps.tolist(),
+        unlearned=_summary(unlearned, confs=unlearned_confs),
+        retrained=_summary(retrained, confs=retrained_confs),
+        original=_summary([original_scores]) | {"train_seconds": original_record["train_seconds"]},
+        mia={
+            "unlearned": _mean_mia(unlearned),
+            "retrained": _mean_mia(retrained),
+            "original": _mean_mia([original_scores]),
+        },
+        timing={
+            "unlearn_seconds": unlearn_seconds,
+            "unlearn_seconds_mean": float(np.mean(unlearn_seconds)),
+            "retrain_seconds_mean": float(np.mean(retrain_seconds)),
+            "time_ratio": ratio,
+            "gate": gate,
+            "passes_gate": bool(ratio <= gate),
+        },
+        metric_info={
+            "max_measurable_epsilon": metric.max_measurable_epsilon(n_models),
+            "bucket_count": metric.bucket_count(n_models),
+            "mean_epsilon": float(np.mean(eps)),
+        },
+    )
+
+
+def _summary(scores: list[ModelScores], confs: np.ndarray | None = None) -> dict:
+    out = {}
+    for name in ("retain_acc", "forget_acc", "test_acc"):
+        values = [s.__dict__[name] for s in scores]
+        out[name] = float(np.mean(values))
+        out[f"{name}_per_model"] = values
+    if confs is not None:
+        out["forget_confs"] = confs.tolist()
+    return out
+
+
+def _mean_mia(scores: list[ModelScores]) -> float:
+    values = [simple_mia(s.forget_losses, s.test_losses) for s in scores[:MIA_MODELS]]
+    return float(np.mean(values)) if values else math.nan

@@ -1,0 +1,103 @@
+"""A checkpoint store keyed by everything that determines a model.
+
+Each model is ``<key>.pt`` (a state dict) beside ``<key>.json`` (its config,
+accuracies, training time and the file's sha256). Both are written to a temporary
+file and renamed into place, the JSON last, so a model exists only once both are
+complete: an interrupted run leaves no half-written model behind, and a rerun
+trains only what is missing. ``manifest.json`` lists every model in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+import time
+
+import torch
+
+
+class CorruptCheckpoint(Exception):
+    """A stored checkpoint whose bytes or contents do not match its record."""
+
+
+def config_key(config: dict) -> str:
+    """Stable key of a JSON-able config (sorted keys, so order never matters)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class CheckpointStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = pathlib.Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _paths(self, key: str):
+        return self.root / f"{key}.pt", self.root / f"{key}.json"
+
+    def has(self, key: str) -> bool:
+        weights, record = self._paths(key)
+        return weights.is_file() and record.is_file()
+
+    def record(self, key: str) -> dict:
+        return json.loads(self._paths(key)[1].read_text())
+
+    def load(self, key: str) -> dict:
+        """The state dict under ``key``, after checking its hash; never unpickles code."""
+        weights, _ = self._paths(key)
+        record = self.record(key)
+        data = weights.read_bytes()
+        if hashlib.sha256(data).hexdigest() != record.get("sha256"):
+            raise CorruptCheckpoint(f"checkpoint {weights} does not match its recorded hash")
+        try:
+            return torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CorruptCheckpoint(f"checkpoint {weights} cannot be loaded: {e}") from None
+
+    def save(self, key: str, state_dict: dict, config: dict, **info) -> dict:
+        """Write the weights then the record, each atomically; return the record."""
+        weights, record_path = self._paths(key)
+        state = {k: v.detach().cpu() for k, v in state_dict.items()}
+        _atomic_write(weights, lambda f: torch.save(state, f))
+        record = {
+            "key": key,
+            "config": config,
+            "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **info,
+        }
+        _atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=1).encode()))
+        self.write_manifest()
+        return record
+
+    def discard(self, key: str) -> None:
+        for path in self._paths(key):
+            path.unlink(missing_ok=True)
+
+    def write_manifest(self) -> pathlib.Path:
+        records = {}
+        for path in sorted(self.root.glob("*.json")):
+            if path.name == "manifest.json":
+                continue
+            try:
+                records[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # a record being replaced by another process
+        target = self.root / "manifest.json"
+        _atomic_write(target, lambda f: f.write(json.dumps(records, indent=1).encode()))
+        return target
+
+
+def _atomic_write(path: pathlib.Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,53 @@
+"""The registry of unlearning methods.
+
+Add a method by dropping a file in this folder with a ``BaseMethod`` subclass
+decorated with ``@register("name")``; every module here is imported on first use,
+so the name shows up in ``python main.py --list``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from .BaseMethod import BaseMethod
+
+_REGISTRY: dict[str, type[BaseMethod]] = {}
+_NOT_METHODS = {"BaseMethod", "common"}
+
+
+def register(name: str):
+    """Class decorator: make ``cls`` available as ``name``."""
+
+    def add(cls):
+        if not (isinstance(cls, type) and issubclass(cls, BaseMethod)):
+            raise TypeError(f"{cls!r} must be a BaseMethod subclass to be registered")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"method name {name!r} is already registered by {_REGISTRY[name].__name__}")
+        _REGISTRY[name] = cls
+        cls.registered_name = name
+        return cls
+
+    return add
+
+
+def _import_all() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in _NOT_METHODS and not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def all_method_handlers() -> dict[str, type[BaseMethod]]:
+    """``{name: class}`` of every registered method, sorted by name."""
+    _import_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_method(name: str) -> type[BaseMethod]:
+    handlers = all_method_handlers()
+    if name not in handlers:
+        raise KeyError(f"unknown method {name!r}; available: {', '.join(handlers)}")
+    return handlers[name]
+
+
+__all__ = ["BaseMethod", "all_method_handlers", "get_method", "register"]

@@ -1,0 +1,43 @@
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10_jpeg.npz"
+
+
+def cifar_path() -> str:
+    """The real CIFAR-10 the end-to-end tests use: $UNLEARN_DATA, else the shared file."""
+    path = os.environ.get("UNLEARN_DATA") or str(SHARED_CIFAR)
+    if not pathlib.Path(path).exists():
+        pytest.fail(f"CIFAR-10 not found at {path}: set UNLEARN_DATA to an .npz or torchvision root")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar():
+    from data import load_cifar10
+
+    return load_cifar10(cifar_path())
+
+
+@pytest.fixture(scope="session")
+def mini_zoo(cifar, tmp_path_factory):
+    """A small zoo on real CIFAR-10 that really fits its training data, on CPU.
+
+    1,000 images, 10 epochs at lr 0.01 without augmentation: at this size the
+    recipe's lr 0.1 barely learns in a few hundred steps.
+    """
+    import torch
+
+    from data import make_splits
+    from evaluation.profiles import Profile
+    from evaluation.store import CheckpointStore
+    from evaluation.zoo import SplitTensors, Zoo
+
+    profile = Profile("test", 1000, 400, 10, 10, 64, 3, train_lr=0.01, augment=False)
+    splits = make_splits(len(cifar.y_train), len(cifar.y_test), seed=0, train_subset=1000, test_subset=400)
+    store = CheckpointStore(tmp_path_factory.mktemp("store"))
+    tensors = SplitTensors.build(cifar, splits, torch.device("cpu"))
+    return Zoo(cifar, splits, profile, tensors, store, progress=False)

@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+import main
+from methods import BaseMethod, all_method_handlers, get_method, register
+from tests.conftest import cifar_path
+
+
+def test_registry_lists_finetune():
+    handlers = all_method_handlers()
+    assert "finetune" in handlers and issubclass(handlers["finetune"], BaseMethod)
+    assert get_method("finetune") is handlers["finetune"]
+
+
+def test_registry_rejects_bad_registrations():
+    with pytest.raises(TypeError):
+        register("not_a_method")(object)
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register("finetune")
+        class Other(BaseMethod):
+            pass
+
+    with pytest.raises(KeyError, match="available: .*finetune"):
+        get_method("nope")
+
+
+def test_list(capsys):
+    assert main.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "finetune" in out and "quick" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-m", "nope"], "unknown method 'nope'; available: "),
+        (["-m", "finetune", "--profile", "huge"], "unknown profile 'huge'"),
+        (["-m", "finetune", "--num-models", "2"], "at least 3"),
+        (["-m", "finetune", "--num-models", "-1"], "at least 3"),
+        (["-m", "finetune", "--data", "/no/such/cifar.npz"], "no CIFAR-10 file"),
+        ([], "no method given"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    out = tmp_path / "out"
+    assert main.main(argv + ["--out", str(out), "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_smoke_profile_end_to_end(tmp_path, capsys):
+    argv = ["-m", "finetune", "--profile", "smoke", "--data", cifar_path(), "--out", str(tmp_path / "out"),
+            "--store", str(tmp_path / "store"), "--no-progress"]
+    assert main.main(argv) == 0
+    report = json.loads((tmp_path / "out" / "finetune" / "report.json").read_text())
+    assert report["num_models"] == 3 and len(report["epsilons"]) == report["sizes"]["forget"] == 30
+    assert 0 <= report["forget_quality"] <= 1 and report["final_score"] >= 0
+    assert (tmp_path / "out" / "finetune" / "report.png").stat().st_size > 10_000
+    splits = json.loads((tmp_path / "out" / "finetune" / "splits.json").read_text())
+    assert len(splits["forget"]) == 30 and not set(splits["forget"]) & set(splits["retain"])
+    assert "forget quality F" in capsys.readouterr().out

@@ -1,0 +1,73 @@
+"""A small real evaluation on CIFAR-10: numbers in range and consistent with each other."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from evaluation import metric
+from evaluation.runner import evaluate, method_loaders, score_model
+from methods.finetune import Finetune
+
+
+def gentle_finetune():
+    # The Kaggle notebook's variant of the baseline (methods.md section 0): at this
+    # scale the starter kit's lr 0.1 restarts training rather than fine-tuning.
+    return Finetune(epochs=1, lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def result(mini_zoo):
+    return evaluate(gentle_finetune, "finetune", mini_zoo, progress=False)
+
+
+def test_report_numbers_are_in_range(result):
+    assert result.num_models == 3
+    assert 0.0 <= result.forget_quality <= 1.0
+    eps = np.asarray(result.epsilons)
+    assert eps.shape == (100,) and eps.min() >= 0 and eps.max() <= 50
+    assert result.forget_quality == pytest.approx(metric.epsilon_points(eps, 3).mean())
+    for side in (result.unlearned, result.retrained, result.original):
+        for key in ("retain_acc", "forget_acc", "test_acc"):
+            assert 0.0 <= side[key] <= 1.0
+    for value in result.mia.values():
+        assert 0.0 <= value <= 1.0
+    assert result.timing["time_ratio"] > 0
+    assert result.timing["passes_gate"] == (result.timing["time_ratio"] <= 0.2)
+
+
+def test_references_behave_like_retrained_models(result):
+    r, o = result.retrained, result.original
+    assert r["test_acc"] > 0.2, "references should learn something"
+    assert r["forget_acc"] < r["retain_acc"], "retrained models never saw the forget set"
+    assert o["forget_acc"] > r["forget_acc"], "the original saw the forget set"
+
+
+def test_final_score_is_f_times_the_ratios(result):
+    u, r = result.unlearned, result.retrained
+    expected = result.forget_quality * (u["retain_acc"] / r["retain_acc"]) * (u["test_acc"] / r["test_acc"])
+    assert result.final_score == pytest.approx(expected)
+
+
+def _changed_fraction(a, b):
+    changed = [not torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values())]
+    return sum(changed) / len(changed)
+
+
+def test_finetune_default_changes_every_layer(mini_zoo):
+    original, _ = mini_zoo.original()
+    net = copy.deepcopy(original)
+    Finetune(epochs=1).run(net, *method_loaders(mini_zoo.tensors, 64, seed=0))
+    assert _changed_fraction(original, net) > 0.95  # all weights and BN statistics move
+    assert not net.training
+
+
+def test_finetune_keeps_retain_accuracy(mini_zoo):
+    original, _ = mini_zoo.original()
+    net = copy.deepcopy(original)
+    gentle_finetune().run(net, *method_loaders(mini_zoo.tensors, 64, seed=0))
+    before, after = score_model(original, mini_zoo.tensors), score_model(net, mini_zoo.tensors)
+    assert before.retain_acc > 0.9, "the mini original should fit its training data"
+    assert after.retain_acc >= before.retain_acc - 0.05
+    assert _changed_fraction(original, net) > 0.95

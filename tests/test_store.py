@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+
+from evaluation import store as store_module
+from evaluation.store import CheckpointStore, CorruptCheckpoint, config_key
+from evaluation.model import make_model
+
+
+def test_key_is_stable_and_order_free():
+    assert config_key({"a": 1, "b": [1, 2]}) == config_key({"b": [1, 2], "a": 1})
+    assert config_key({"a": 1}) != config_key({"a": 2})
+
+
+def test_save_load_roundtrip_and_manifest(tmp_path):
+    s = CheckpointStore(tmp_path)
+    model = make_model(seed=0)
+    record = s.save("k1", model.state_dict(), {"role": "x"}, train_seconds=1.5, accuracy={"test": 0.5})
+    assert s.has("k1") and record["train_seconds"] == 1.5
+    loaded = make_model()
+    loaded.load_state_dict(s.load("k1"))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["k1"]["config"] == {"role": "x"} and manifest["k1"]["accuracy"]["test"] == 0.5
+    assert not list(tmp_path.glob("*.tmp")), "temporary files left behind"
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    s = CheckpointStore(tmp_path)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the process were stopped mid-write
+
+    monkeypatch.setattr(store_module.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        s.save("k2", make_model().state_dict(), {})
+    assert not s.has("k2")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupted_checkpoint_is_detected(tmp_path):
+    s = CheckpointStore(tmp_path)
+    s.save("k3", make_model(seed=1).state_dict(), {})
+    weights = tmp_path / "k3.pt"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    with pytest.raises(CorruptCheckpoint, match="hash"):
+        s.load("k3")
+
+
+def test_zoo_reuses_and_resumes(mini_zoo, monkeypatch):
+    """A second request trains nothing; a missing model (an interrupted run) is trained alone."""
+    from evaluation import zoo as zoo_module
+
+    first, _ = mini_zoo.original()
+    list(mini_zoo.retrained_models(3))
+    trained = []
+    real_train = zoo_module.train_model
+
+    def counting_train(*args, **kwargs):
+        trained.append(args[3])  # the model seed
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(zoo_module, "train_model", counting_train)
+    mini_zoo._original = None
+    again, _ = mini_zoo.original()
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    list(mini_zoo.retrained_models(3))
+    assert trained == []
+
+    # Lose reference 1, as a run killed while training it would have.
+    key = mini_zoo.retrained(1)[1]["key"]
+    mini_zoo.store.discard(key)
+    list(mini_zoo.retrained_models(3))
+    assert trained == [1001]
