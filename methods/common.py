@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
 
 
 def device_of(net: torch.nn.Module) -> torch.device:
@@ -26,16 +29,20 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     loss_fn: Callable = cross_entropy_loss,
     after_backward: Callable | None = None,
+    after_step: Callable | None = None,
+    max_steps: int | None = None,
 ) -> float:
     """One pass over ``loader`` in train mode; ``loss_fn(net, images, labels)`` per batch.
 
-    ``after_backward(net)`` runs between backward and step (gradient masks, scaling).
-    Returns the mean loss.
+    ``after_backward(net)`` runs between backward and step (gradient masks, scaling);
+    ``after_step(net)`` after the step (restoring frozen entries). Returns the mean loss.
     """
     device = device_of(net)
     net.train()
     total, batches = 0.0, 0
     for images, labels in loader:
+        if max_steps is not None and batches >= max_steps:
+            break
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         loss = loss_fn(net, images, labels)
         optimizer.zero_grad(set_to_none=True)
@@ -43,6 +50,8 @@ def train_epoch(
         if after_backward is not None:
             after_backward(net)
         optimizer.step()
+        if after_step is not None:
+            after_step(net)
         total += loss.item()
         batches += 1
     return total / max(batches, 1)
@@ -56,3 +65,185 @@ def train_epochs(net, loader, optimizer, epochs: int, scheduler=None, **kwargs) 
         if scheduler is not None:
             scheduler.step()
     return losses
+
+
+# ---------------------------------------------------------------------------
+# Teachers and losses
+
+
+def frozen_copy(net: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode copy of ``net`` with no gradients: a teacher or a reference."""
+    teacher = copy.deepcopy(net).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """KL(u || softmax(logits)) with u uniform over classes, batch mean."""
+    log_p = F.log_softmax(logits, dim=1)
+    n_classes = logits.shape[1]
+    return (-math.log(n_classes) - log_p).sum(1).mean() / n_classes
+
+
+def distillation_kl(student_logits, teacher_logits, temperature: float = 1.0) -> torch.Tensor:
+    """KL(softmax(z_T / T) || softmax(z / T)), batch mean, no T^2 factor."""
+    return F.kl_div(
+        F.log_softmax(student_logits / temperature, dim=1),
+        F.log_softmax(teacher_logits / temperature, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per-example entropy of softmax(logits)."""
+    log_p = F.log_softmax(logits, dim=1)
+    return -(log_p.exp() * log_p).sum(1)
+
+
+# ---------------------------------------------------------------------------
+# Data helpers: new loaders over the datasets of the given ones
+
+
+def loader_over(loader, batch_size: int | None = None, shuffle: bool = True, indices=None, seed: int | None = None):
+    """A new DataLoader over ``loader``'s dataset (or a subset of it)."""
+    dataset = loader.dataset if indices is None else Subset(loader.dataset, list(indices))
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else seed)
+    return DataLoader(dataset, batch_size=batch_size or loader.batch_size, shuffle=shuffle, generator=generator)
+
+
+def class_counts(loader, num_classes: int) -> torch.Tensor:
+    """How many examples of each class the loader's dataset holds."""
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for _, labels in DataLoader(loader.dataset, batch_size=1024):
+        counts += torch.bincount(labels, minlength=num_classes).double()
+    return counts
+
+
+def num_classes_of(net: torch.nn.Module) -> int:
+    return net.fc.out_features
+
+
+# ---------------------------------------------------------------------------
+# Parameters by layer type, reinitialisation, noise
+
+
+def conv_layers(net: torch.nn.Module) -> list[tuple[str, torch.nn.Conv2d]]:
+    return [(name, m) for name, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def reset_module(module: torch.nn.Module) -> None:
+    """PyTorch's default initialisation of one layer."""
+    module.reset_parameters()
+
+
+@torch.no_grad()
+def add_gaussian_noise(tensors, std: float) -> None:
+    for t in tensors:
+        t.add_(torch.randn_like(t) * std)
+
+
+# ---------------------------------------------------------------------------
+# Gradients, saliency and masks
+
+
+def accumulate_gradients(net, loader, loss_fn, train_mode: bool = True) -> dict[str, torch.Tensor]:
+    """Sum over batches of the gradient of ``loss_fn(net, images, labels)``, per parameter."""
+    device = device_of(net)
+    net.train(train_mode)
+    net.zero_grad(set_to_none=True)
+    for images, labels in loader:
+        loss_fn(net, images.to(device), labels.to(device)).backward()
+    grads = {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in net.named_parameters()}
+    net.zero_grad(set_to_none=True)
+    return grads
+
+
+def top_fraction_mask(scores: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
+    """1 on the globally largest ``fraction`` of all entries of ``scores``, 0 elsewhere."""
+    flat = torch.cat([s.reshape(-1) for s in scores.values()])
+    k = int(round(fraction * flat.numel()))
+    if k <= 0:
+        return {n: torch.zeros_like(s) for n, s in scores.items()}
+    threshold = torch.topk(flat, k, sorted=True).values[-1]
+    masks, taken = {}, 0
+    for name, s in scores.items():
+        above = s > threshold
+        masks[name] = above.to(s.dtype)
+        taken += int(above.sum())
+    # Ties at the threshold: take them in order until exactly k entries are set.
+    for name, s in scores.items():
+        if taken >= k:
+            break
+        at = (s == threshold).reshape(-1).nonzero().squeeze(1)[: k - taken]
+        masks[name].view(-1)[at] = 1.0
+        taken += at.numel()
+    return masks
+
+
+class FrozenOutsideMask:
+    """Keeps parameter entries outside a 0/1 mask exactly where they are.
+
+    Call after every optimiser step: masked-out entries are restored and their
+    momentum zeroed, so neither weight decay nor momentum moves them (SalUn's
+    current handling; masking gradients alone would let both leak through).
+    """
+
+    def __init__(self, net: torch.nn.Module, masks: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer):
+        self.params = dict(net.named_parameters())
+        self.masks = masks
+        self.optimizer = optimizer
+        self.snapshot()
+
+    @torch.no_grad()
+    def snapshot(self) -> None:
+        self.saved = {n: self.params[n].detach().clone() for n in self.masks}
+
+    @torch.no_grad()
+    def mask_gradients(self, net=None) -> None:
+        for name, mask in self.masks.items():
+            if self.params[name].grad is not None:
+                self.params[name].grad.mul_(mask)
+
+    @torch.no_grad()
+    def restore(self, net=None) -> None:
+        for name, mask in self.masks.items():
+            p = self.params[name]
+            p.copy_(torch.where(mask.bool(), p, self.saved[name]))
+            buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                buf.mul_(mask)
+
+
+def soft_cross_entropy(student_logits, teacher_logits, temperature: float = 1.0) -> torch.Tensor:
+    """-sum_c p_T(c) log p_S(c) at temperature T, batch mean."""
+    p_teacher = F.softmax(teacher_logits / temperature, dim=1)
+    return -(p_teacher * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean()
+
+
+def train_steps(net, loader, optimizer, steps: int, **kwargs) -> None:
+    """Exactly ``steps`` optimiser steps, cycling over ``loader`` as often as needed."""
+    done = 0
+    while done < steps:
+        before = done
+        train_epoch(net, loader, optimizer, max_steps=steps - done, **kwargs)
+        done += min(len(loader), steps - before)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+@torch.no_grad()
+def loader_accuracy(net: torch.nn.Module, loader) -> float:
+    """Accuracy of ``net`` (eval mode) over a loader; the train/eval mode is restored."""
+    device, was_training = device_of(net), net.training
+    net.eval()
+    correct = total = 0
+    for images, labels in loader:
+        correct += (net(images.to(device)).argmax(1).cpu() == labels).sum().item()
+        total += labels.numel()
+    net.train(was_training)
+    return correct / max(total, 1)

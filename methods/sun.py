@@ -1,0 +1,57 @@
+"""Jiaxi Sun (8th place): repeated noise injection (RNI). methods.md section 7
+([DU/k7], [KW-459095]).
+
+Reset fc. Epochs 0-4: train 9 random "selectable" tensors plus every BN tensor at
+lr 2e-4; from epoch 1, 6 of the 9 get N(0, 0.04^2) noise unless they were trainable
+in an earlier epoch. Epochs 5-8: the whole model at lr 2e-4, 2e-4, 2e-4, 1e-3. A new
+SGD optimiser every epoch, so momentum resets.
+"""
+
+import torch
+
+from . import register
+from .BaseMethod import BaseMethod
+from .common import add_gaussian_noise, reset_module, sgd, train_epoch
+
+
+@register("sun")
+class Sun(BaseMethod):
+    def __init__(
+        self,
+        epochs: int = 9,
+        select_epochs: int = 5,
+        tensors_per_epoch: int = 9,
+        noise_share: float = 0.7,
+        noise_std: float = 0.04,
+        select_lr: float = 2e-4,
+        full_lrs: tuple = (2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4),  # only the first 4 are used at 9 epochs
+    ):
+        super().__init__("sun")
+        self.epochs, self.select_epochs, self.tensors_per_epoch = epochs, select_epochs, tensors_per_epoch
+        self.noise_share, self.noise_std, self.select_lr, self.full_lrs = noise_share, noise_std, select_lr, full_lrs
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        reset_module(net.fc)
+        params = dict(net.named_parameters())
+        bn_keys = [n for n in params if "bn" in n]
+        selectable = [n for n in params if "bn" not in n]  # convs, downsample BN, fc
+        seen: set[str] = set()
+        try:
+            for epoch in range(self.epochs):
+                if epoch < self.select_epochs:
+                    chosen = [selectable[i] for i in torch.randperm(len(selectable))[: self.tensors_per_epoch].tolist()]
+                    trainable, lr = chosen + bn_keys, self.select_lr
+                    if epoch >= 1:
+                        n_noisy = int(self.noise_share * self.tensors_per_epoch)
+                        noisy = [chosen[i] for i in torch.randperm(len(chosen))[:n_noisy].tolist()]
+                        add_gaussian_noise([params[n] for n in noisy if n not in seen], self.noise_std)
+                else:
+                    trainable, lr = list(params), self.full_lrs[epoch - self.select_epochs]
+                for name, p in params.items():
+                    p.requires_grad_(name in trainable)
+                seen.update(trainable)
+                train_epoch(net, retain_loader, sgd(net, lr, params=[params[n] for n in trainable]))
+        finally:
+            for p in params.values():
+                p.requires_grad_(True)
+        net.eval()

@@ -1,0 +1,28 @@
+"""toshi_k & marvelworld (6th place): convolution transpose. methods.md section 5
+([DU/k5], [KW-458531]), approach A.
+
+Every conv kernel is transposed spatially (W.swapaxes(2, 3), a new Parameter), then
+3 epochs of CE on retain with SGD lr 1e-3 and cosine (T_max 3) per epoch; the
+optimiser is created after the transpose.
+"""
+
+import torch
+
+from . import register
+from .BaseMethod import BaseMethod
+from .common import conv_layers, sgd, train_epochs
+
+
+@register("toshi_k")
+class ToshiK(BaseMethod):
+    def __init__(self, lr: float = 1e-3, epochs: int = 3):
+        super().__init__("toshi_k")
+        self.lr, self.epochs = lr, epochs
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        for _, conv in conv_layers(net):
+            conv.weight = torch.nn.Parameter(conv.weight.detach().transpose(2, 3).contiguous())
+        optimizer = sgd(net, self.lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)
+        train_epochs(net, retain_loader, optimizer, self.epochs, schedule)
+        net.eval()

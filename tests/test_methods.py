@@ -1,0 +1,172 @@
+"""Every registered method on a tiny problem, and each method's defining mechanism."""
+
+import copy
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from evaluation.model import make_model
+from methods import BaseMethod, all_method_handlers
+from methods.common import conv_layers, train_epochs, sgd
+from methods.kookmin import Kookmin
+from methods.saliency_guided import SaliencyGuided
+from methods.salun import SalUn, saliency_mask
+from methods.sebastian import Sebastian
+from methods.toshi_k import ToshiK
+from methods.amnesiacs import Amnesiacs
+
+EXPECTED = {"finetune", "fanchuan", "kookmin", "seif", "sebastian", "toshi_k", "amnesiacs", "sun", "forget",
+            "salun", "saliency_guided"}
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _loader(n, seed, batch=16):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True, generator=g)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A ResNet-18 that has memorised 64 random images (retain + forget), and its loaders."""
+    torch.manual_seed(0)
+    retain, forget, val = _loader(48, 1), _loader(16, 2), _loader(16, 3)
+    net = make_model(seed=0)
+    both = DataLoader(torch.utils.data.ConcatDataset([retain.dataset, forget.dataset]), batch_size=16, shuffle=True)
+    train_epochs(net, both, sgd(net, 0.01, weight_decay=0.0), 8)
+    return net.eval(), retain, forget, val
+
+
+def _params(net):
+    return {n: p.detach().clone() for n, p in net.named_parameters()}
+
+
+def test_all_methods_registered():
+    handlers = all_method_handlers()
+    assert EXPECTED <= set(handlers)
+    for name, cls in handlers.items():
+        assert issubclass(cls, BaseMethod) and cls().name == name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_method_runs_changes_weights_and_stays_finite(name, device, tiny):
+    original, retain, forget, val = tiny
+    net = copy.deepcopy(original).to(device)
+    torch.manual_seed(0)
+    assert all_method_handlers()[name]().run(net, retain, forget, val) is None
+    before = _params(original)
+    after = dict(net.named_parameters())
+    assert all(p.device.type == device for p in after.values()), "parameters left the net's device"
+    assert all(torch.isfinite(p).all() for p in after.values())
+    changed = sum(not torch.equal(before[n].to(device), p.detach()) for n, p in after.items())
+    assert changed > 0, f"{name} did not change any weight"
+    assert all(p.requires_grad for p in after.values())
+
+
+def test_kookmin_reinitialises_30_percent_per_conv_and_scales_the_rest(tiny):
+    net = copy.deepcopy(tiny[0])
+    before = _params(net)
+    importance = {n: torch.rand_like(p) for n, p in net.named_parameters()}
+    scales = Kookmin().reinitialise(net, importance)
+    for (name, conv), scale in zip(conv_layers(net), scales):
+        k = round(0.3 * conv.weight.numel())
+        moved = conv.weight != before[f"{name}.weight"]
+        assert moved.sum() == k  # fresh values differ from the trained ones almost surely
+        assert torch.equal(moved, scale == 1.0)
+        assert torch.all(scale[~moved] == torch.tensor(0.1))
+        # the chosen entries are those with the smallest importance
+        chosen = importance[f"{name}.weight"][moved]
+        assert chosen.max() <= importance[f"{name}.weight"][~moved].min()
+
+
+def test_kookmin_scales_kept_gradients_by_a_tenth(tiny):
+    net = copy.deepcopy(tiny[0])
+    k = Kookmin()
+    scales = k.reinitialise(net, {n: torch.rand_like(p) for n, p in net.named_parameters()})
+    conv = conv_layers(net)[0][1]
+    handle = conv.weight.register_hook(lambda g: g * scales[0])
+    net.zero_grad()
+    x, y = next(iter(tiny[1]))
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    masked = conv.weight.grad.clone()
+    handle.remove()
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    torch.testing.assert_close(masked, conv.weight.grad * scales[0])
+
+
+def test_sebastian_prunes_99_percent_and_reinitialises(tiny):
+    net = copy.deepcopy(tiny[0])
+    before = _params(net)
+    Sebastian().prune_and_reinitialise(net)
+    names = [f"{n}.weight" for n, m in net.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))] + ["fc.bias"]
+    total = sum(before[n].numel() for n in names)
+    params = dict(net.named_parameters())
+    moved = sum((params[n] != before[n]).sum().item() for n in names)
+    assert abs(moved - 0.99 * total) <= 0.0005 * total
+    for n, m in net.named_modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            bound = 1 / m.weight[0].numel() ** 0.5
+            fresh = m.weight[m.weight != before[f"{n}.weight"]]
+            assert fresh.abs().max() <= bound
+    bias_moved = params["fc.bias"] != before["fc.bias"]
+    assert torch.all(params["fc.bias"][bias_moved] == 0)  # pruned biases stay 0
+    bn = [n for n in before if "bn" in n]
+    assert all(torch.equal(params[n], before[n]) for n in bn)
+
+
+def test_toshi_k_transposes_every_kernel(tiny):
+    net = copy.deepcopy(tiny[0])
+    ToshiK(epochs=0).run(net, *tiny[1:])
+    for name, conv in conv_layers(net):
+        assert torch.equal(conv.weight, tiny[0].get_submodule(name).weight.transpose(2, 3))
+
+
+def test_amnesiacs_resets_conv1_and_fc_only(tiny):
+    net = copy.deepcopy(tiny[0])
+    before = _params(net)
+    Amnesiacs(warmup_epochs=0, epochs=0).run(net, *tiny[1:])
+    after = _params(net)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed == {"conv1.weight", "fc.weight", "fc.bias"}
+
+
+@pytest.mark.parametrize("freeze, frozen_exactly", [("restore", True), ("gradients", False)])
+def test_salun_leaves_weights_outside_the_mask(freeze, frozen_exactly, tiny):
+    net = copy.deepcopy(tiny[0])
+    torch.manual_seed(1)
+    masks = saliency_mask(copy.deepcopy(net), tiny[2], 0.5)
+    before = _params(net)
+    SalUn(epochs=2, batch_size=None, freeze=freeze).run(net, tiny[1], tiny[2], tiny[3])
+    after = _params(net)
+    outside_same = all(torch.equal(after[n][masks[n] == 0], before[n][masks[n] == 0]) for n in masks)
+    assert outside_same == frozen_exactly  # weight decay and momentum leak unless restored
+    inside_moved = sum((after[n] != before[n])[masks[n] == 1].sum().item() for n in masks)
+    total_inside = sum(m.sum().item() for m in masks.values())
+    assert inside_moved > 0.5 * total_inside
+    assert abs(total_inside / sum(m.numel() for m in masks.values()) - 0.5) < 1e-6
+
+
+def test_saliency_guided_stops_when_the_gap_closes(tiny):
+    net = copy.deepcopy(tiny[0])
+    method = SaliencyGuided(tolerance=1.0)  # any gap counts as closed
+    before = _params(net)
+    method.run(net, *tiny[1:])
+    assert [r["round"] for r in method.round_log] == [0]
+    assert all(torch.equal(before[n], p) for n, p in _params(net).items())
+
+
+def test_saliency_guided_logs_every_round(tiny):
+    net = copy.deepcopy(tiny[0])
+    method = SaliencyGuided(tolerance=-1.0, max_rounds=2)  # never closes: runs every round
+    method.run(net, *tiny[1:])
+    log = method.round_log
+    assert [r["round"] for r in log] == [0, 1, 2]
+    assert log[0]["gap"] > 0.3, "the tiny original remembers its forget set"
+    for r in log:
+        assert set(r) == {"round", "masked_fraction", "forget_acc", "val_acc", "gap", "seconds"}
+        assert r["gap"] == pytest.approx(r["forget_acc"] - r["val_acc"])
+    assert log[1]["masked_fraction"] == 0.1 and log[2]["seconds"] >= log[1]["seconds"]
