@@ -2,6 +2,7 @@
 
     python main.py -m finetune                      # quick profile on CPU, dev on GPU
     python main.py -m finetune --profile smoke      # seconds
+    python main.py -m all                           # every method: OUT/leaderboard.md, .json, .png
     python main.py --list                           # registered methods and profiles
 
 Results: ``OUT/NAME/report.json`` (every number), ``report.png`` and ``splits.json``
@@ -17,20 +18,27 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent
+ALL = "all"  # -m all: every registered method, and a leaderboard
 
 
 class UsageError(Exception):
     """Bad input: printed as one line, exit code 2."""
 
 
+class RunFailed(Exception):
+    """The method failed (raised, or left NaN/inf weights): one line, exit code 1."""
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Run an unlearning method against the local evaluation.")
-    p.add_argument("-m", "--method", help="registered method name (see --list)")
+    p.add_argument("-m", "--method", help="registered method name (see --list), or 'all' for a leaderboard")
     p.add_argument("--list", action="store_true", help="list methods and profiles, then exit")
     p.add_argument("--profile", help="smoke | quick | dev | full (default: quick on CPU, dev on GPU)")
     p.add_argument("--num-models", type=int, help="N: unlearning runs and retrained references (>= 3)")
     p.add_argument("--seed", type=int, default=0, help="split seed: forget set, val/test halves, subsets")
-    p.add_argument("--data", help="CIFAR-10 .npz or torchvision root (default: $UNLEARN_DATA, then data/cifar10)")
+    p.add_argument("--dataset", default="cifar10", help="cifar10 | faces (the competition's CSV + images layout)")
+    p.add_argument("--data", help="CIFAR-10 .npz or torchvision root (default: $UNLEARN_DATA, then data/cifar10); "
+                   "with --dataset faces, the faces directory")
     p.add_argument("--out", default=str(REPO / "results"), help="results folder (default: results/)")
     p.add_argument("--store", default=str(REPO / "checkpoints"), help="checkpoint store (default: checkpoints/)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when present)")
@@ -61,7 +69,7 @@ def resolve_run(args):
     if not args.method:
         raise UsageError("no method given: pass -m NAME (see --list)")
     handlers = all_method_handlers()
-    if args.method not in handlers:
+    if args.method != ALL and args.method not in handlers:
         raise UsageError(f"unknown method {args.method!r}; available: {', '.join(handlers)}")
     try:
         device = pick_device(args.device)
@@ -72,48 +80,104 @@ def resolve_run(args):
         raise UsageError(f"unknown profile {profile_name!r}; choose one of {', '.join(PROFILES)}")
     if args.num_models is not None and args.num_models < 3:
         raise UsageError(f"--num-models must be at least 3 (the metric needs ln(N-1) >= 0.5), got {args.num_models}")
+    if args.dataset not in ("cifar10", "faces"):
+        raise UsageError(f"unknown dataset {args.dataset!r}; choose cifar10 or faces")
     if not 0 < args.gate:
         raise UsageError(f"--gate must be positive, got {args.gate}")
-    return handlers[args.method], device, PROFILES[profile_name].with_models(args.num_models)
+    chosen = handlers if args.method == ALL else {args.method: handlers[args.method]}
+    return chosen, device, PROFILES[profile_name].with_models(args.num_models)
 
 
 def run(args) -> dict:
-    from data import DataError, load_cifar10, make_splits
-    from evaluation.report import environment, summary_table, write_report
-    from evaluation.runner import evaluate
+    from data import DataError, make_splits
+    from evaluation.report import environment
     from evaluation.store import CheckpointStore
     from evaluation.zoo import SplitTensors, Zoo
 
-    method_cls, device, profile = resolve_run(args)
+    methods, device, profile = resolve_run(args)
     try:
-        data = load_cifar10(args.data)
+        data, groups = load_dataset(args.dataset, args.data)
     except DataError as e:
         raise UsageError(str(e)) from None
-    splits = make_splits(
-        len(data.y_train), len(data.y_test), args.seed, train_subset=profile.train_subset, test_subset=profile.test_subset
-    )
+    try:
+        splits = make_splits(len(data.y_train), len(data.y_test), args.seed, train_subset=profile.train_subset,
+                             test_subset=profile.test_subset, groups=groups)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     progress = not args.no_progress
     zoo = Zoo(data, splits, profile, SplitTensors.build(data, splits, device), CheckpointStore(args.store), progress)
-
-    started = time.perf_counter()
-    result = evaluate(method_cls, args.method, zoo, gate=args.gate, progress=progress)
-    out_dir = pathlib.Path(args.out) / args.method
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "splits.json").write_text(json.dumps(splits.to_json()))
+    out = pathlib.Path(args.out)
     context = {
         "profile": profile.to_json(),
         "seed": args.seed,
         "run_seeds": list(range(profile.num_models)),
+        "gate": args.gate,
         "data": {"source": data.source, "fingerprint": data.fingerprint(), "splits_file": "splits.json"},
         "sizes": {name: int(getattr(splits, name).size) for name in ("forget", "retain", "val", "test")},
         "environment": environment(device),
-        "wall_seconds": time.perf_counter() - started,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    path = write_report(result, out_dir, context)
-    print(f"\n{args.method} on profile {profile.name} ({device}):\n{summary_table(result)}")
-    print(f"\nreport: {path}  plot: {path.with_suffix('.png')}")
+    if args.method == ALL:
+        return run_leaderboard(methods, zoo, out, context, args.gate, progress)
+    (name, method_cls), = methods.items()
+    started = time.perf_counter()
+    from evaluation.runner import MethodFailed, evaluate
+
+    try:
+        result = evaluate(method_cls, name, zoo, gate=args.gate, progress=progress)
+    except MethodFailed as e:
+        raise RunFailed(f"{name} failed: {e}") from None
+    write_result(result, out / name, splits, context | {"wall_seconds": time.perf_counter() - started})
     return result.to_json() | context
+
+
+def load_dataset(name: str, path):
+    """``(ImageData, groups)``: groups are person ids for a per-person forget split, or None."""
+    from data import load_cifar10
+    from data.faces import load_faces
+
+    if name == "cifar10":
+        return load_cifar10(path), None
+    if name == "faces":
+        if not path:
+            raise UsageError("--dataset faces needs --data DIR (retain.csv, forget.csv, validation.csv, images/)")
+        return load_faces(path)
+    raise UsageError(f"unknown dataset {name!r}; choose cifar10 or faces")
+
+
+def write_result(result, out_dir: pathlib.Path, splits, context: dict) -> None:
+    from evaluation.report import summary_table, write_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "splits.json").write_text(json.dumps(splits.to_json()))
+    path = write_report(result, out_dir, context | {"created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    print(f"\n{result.method} on profile {context['profile']['name']} ({context['environment']['device']}):")
+    print(summary_table(result))
+    print(f"\nreport: {path}  plot: {path.with_suffix('.png')}")
+
+
+def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: float, progress: bool) -> dict:
+    """Every method against the same cached references; a failing method gets a failed row."""
+    from evaluation.leaderboard import Row, markdown_table, write_leaderboard
+    from evaluation.runner import evaluate, evaluate_retraining, score_references
+
+    references = score_references(zoo)
+    rows = []
+    for name, make in [("retrain", None)] + list(methods.items()):
+        started = time.perf_counter()
+        try:
+            if make is None:
+                result = evaluate_retraining(zoo, gate, references)
+            else:
+                result = evaluate(make, name, zoo, gate, progress, references)
+        except Exception as e:  # a broken method must not stop the others
+            print(f"{name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            rows.append(Row.failed(name, f"{type(e).__name__}: {e}"))
+            continue
+        write_result(result, out / name, zoo.splits, context | {"wall_seconds": time.perf_counter() - started})
+        rows.append(Row.from_result(result))
+    path = write_leaderboard(rows, out, context)
+    print(f"\n{markdown_table(rows)}\n\nleaderboard: {path}")
+    return {"rows": rows} | context
 
 
 def main(argv=None) -> int:
@@ -126,6 +190,9 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -34,11 +34,14 @@ def make_splits(
     forget_fraction: float = 0.1,
     train_subset: int | None = None,
     test_subset: int | None = None,
+    groups: np.ndarray | None = None,
 ) -> Splits:
     """Seeded splits: forget = ``forget_fraction`` of the (sub)set of training images.
 
-    The test images (or a seeded subset of them) are halved into validation and test.
-    The same arguments always give the same indices.
+    With ``groups`` (a person id per training image) whole groups are forgotten, drawn
+    in a seeded order until they hold ``forget_fraction`` of the images. The test
+    images (or a seeded subset) are halved into validation and test. The same
+    arguments always give the same indices.
     """
     if not 0 < forget_fraction < 1:
         raise ValueError(f"forget_fraction must be in (0, 1), got {forget_fraction}")
@@ -47,8 +50,11 @@ def make_splits(
     test_pool = _subset(rng, n_test, test_subset)
 
     n_forget = max(1, int(round(forget_fraction * train_pool.size)))
-    shuffled = rng.permutation(train_pool)
-    forget, retain = np.sort(shuffled[:n_forget]), np.sort(shuffled[n_forget:])
+    if groups is None:
+        shuffled = rng.permutation(train_pool)
+        forget, retain = np.sort(shuffled[:n_forget]), np.sort(shuffled[n_forget:])
+    else:
+        forget, retain = _group_split(rng, train_pool, np.asarray(groups)[train_pool], n_forget)
     shuffled_test = rng.permutation(test_pool)
     half = shuffled_test.size // 2
     val, test = np.sort(shuffled_test[:half]), np.sort(shuffled_test[half:])
@@ -65,6 +71,20 @@ def check_disjoint(splits: Splits) -> None:
     for name in ("forget", "retain", "val", "test"):
         idx = getattr(splits, name)
         assert np.unique(idx).size == idx.size, f"{name} has repeated indices"
+
+
+def _group_split(rng, pool: np.ndarray, pool_groups: np.ndarray, n_forget: int):
+    """Forget whole groups, in a seeded order, until at least ``n_forget`` images."""
+    forgotten, count = [], 0
+    for group in rng.permutation(np.unique(pool_groups)):
+        if count >= n_forget:
+            break
+        forgotten.append(group)
+        count += int((pool_groups == group).sum())
+    in_forget = np.isin(pool_groups, forgotten)
+    if in_forget.all():
+        raise ValueError("the forget set would take every group: use more people or a smaller forget_fraction")
+    return np.sort(pool[in_forget]), np.sort(pool[~in_forget])
 
 
 def _subset(rng: np.random.Generator, n: int, size: int | None) -> np.ndarray:

@@ -1,21 +1,13 @@
-"""One training function for the original model and the retrained references.
+"""The training recipe shared by the original model and the retrained references.
 
-The data stays on the device as one normalised tensor; each step indexes a batch
-and augments it with tensor ops. SGD with momentum and a per-step cosine schedule.
-On CUDA: channels-last and bf16 autocast.
+SGD with momentum, weight decay and a per-step cosine schedule, crop + flip
+augmentation; the loop itself is the engine's (``evaluation.engine``), which trains
+one model or several at once.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import asdict, dataclass
-
-import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
-
-from data.tensors import random_crop_flip
 
 from .model import make_model
 
@@ -36,51 +28,10 @@ class TrainRecipe:
 
 
 def train_model(images, labels, recipe: TrainRecipe, seed: int, num_classes: int = 10, progress=True, desc="train"):
-    """Train a fresh ResNet-18 from ``seed`` on normalised ``images`` (already on the device).
+    """Train one fresh ResNet-18 from ``seed``; returns ``(model, seconds)`` (see engine.train_models)."""
+    from .engine import train_models
 
-    Returns ``(model, seconds)``. The seed fixes the initial weights, the data order and
-    the augmentation, so the same call gives the same model on the same device.
-    """
-    device = images.device
-    model = make_model(num_classes, seed=seed).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-    )
-    n = images.shape[0]
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
-    total_steps = max(1, recipe.epochs * steps_per_epoch)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
-
-    model.train()
-    start = time.perf_counter()
-    bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False, unit="step")
-    for _ in range(recipe.epochs):
-        order = torch.randperm(n, generator=generator, device=device)
-        for s in range(steps_per_epoch):
-            idx = order[s * recipe.batch_size : (s + 1) * recipe.batch_size]
-            x, y = images[idx], labels[idx]
-            if recipe.augment:
-                x = random_crop_flip(x, generator)
-            loss = training_step(model, optimizer, x, y)
-            schedule.step()
-            bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
-    bar.close()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return model.eval(), time.perf_counter() - start
-
-
-def training_step(model, optimizer, x, y) -> float:
-    """One SGD step of cross-entropy; bf16 autocast on CUDA. Returns the loss."""
-    if x.is_cuda:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=x.is_cuda):
-        loss = F.cross_entropy(model(x), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    (state,), seconds, _ = train_models(images, labels, recipe, [seed], num_classes, progress, desc)
+    model = make_model(num_classes).to(images.device)
+    model.load_state_dict(state)
+    return model.eval(), seconds

@@ -15,11 +15,12 @@ from tqdm.auto import tqdm
 
 from data import ImageData, Splits, to_tensors
 
+from .engine import train_models
 from .inference import accuracy, predict_logits
 from .model import make_model
 from .profiles import Profile
 from .store import CheckpointStore, CorruptCheckpoint, config_key
-from .training import TrainRecipe, train_model
+from .training import TrainRecipe
 
 ORIGINAL_SEED_OFFSET = 0
 RETRAINED_SEED_OFFSET = 1000
@@ -52,8 +53,13 @@ class Zoo:
     tensors: SplitTensors
     store: CheckpointStore
     progress: bool = True
+    group_size: int | None = None  # references trained together (default: 16 on CUDA, 1 on CPU)
     _original: tuple | None = None  # loaded once per process; every run copies it
 
+    def _group_size(self) -> int:
+        if self.group_size:
+            return self.group_size
+        return 16 if self.tensors.retain[0].is_cuda else 1  # on CPU grouping saves nothing
     def _config(self, role: str, recipe: TrainRecipe, indices: np.ndarray, seed: int) -> dict:
         return {
             "role": role,
@@ -76,40 +82,65 @@ class Zoo:
         indices = np.concatenate([self.splits.retain, self.splits.forget])
         seed = ORIGINAL_SEED_OFFSET + self.splits.seed
         config = self._config("original", self.profile.original_recipe(), indices, seed)
-        self._original = self._get_or_train(config, images, labels, "original model")
+        self._original = self._get_or_train([config], images, labels, "original model")[0]
         return self._original
+
+    def _retrained_config(self, index: int) -> dict:
+        seed = RETRAINED_SEED_OFFSET + index
+        return self._config("retrained", self.profile.retrain_recipe(), self.splits.retain, seed)
 
     def retrained(self, index: int) -> tuple[torch.nn.Module, dict]:
         """Reference ``index``: trained from scratch on the retain set only."""
-        seed = RETRAINED_SEED_OFFSET + index
-        config = self._config("retrained", self.profile.retrain_recipe(), self.splits.retain, seed)
-        return self._get_or_train(config, *self.tensors.retain, f"retrained {index}")
+        return self._get_or_train([self._retrained_config(index)], *self.tensors.retain, f"retrained {index}")[0]
 
-    def retrained_models(self, count: int):
-        """Yield ``(model, record)`` for references 0..count-1, training the missing ones."""
-        for i in tqdm(range(count), desc="retrained references", disable=not self.progress, unit="model"):
-            yield self.retrained(i)
+    def retrained_models(self, count: int, start: int = 0):
+        """Yield ``(model, record)`` for references start..start+count-1, training the missing
+        ones first, ``group_size`` at a time."""
+        configs = [self._retrained_config(i) for i in range(start, start + count)]
+        missing = [c for c in configs if not self._load(c)]
+        size = self._group_size()
+        groups = [missing[g : g + size] for g in range(0, len(missing), size)]
+        for group in tqdm(groups, desc="training references", disable=not self.progress or not groups, unit="group"):
+            self._get_or_train(group, *self.tensors.retain, f"references x{len(group)}")
+        for config in configs:
+            yield self._get_or_train([config], *self.tensors.retain, "reference")[0]
 
-    def _get_or_train(self, config, images, labels, desc):
+    def _load(self, config):
+        """The stored model of ``config`` as ``(model, record)``, or None (a corrupt one is discarded)."""
         key = config_key(config)
-        device = images.device
-        if self.store.has(key):
-            try:
-                model = make_model(self.data.num_classes)
-                model.load_state_dict(self.store.load(key))
-                return model.to(device).eval(), self.store.record(key)
-            except CorruptCheckpoint as e:
-                tqdm.write(f"warning: {e}; retraining it")
-                self.store.discard(key)
-        recipe = TrainRecipe(**config["recipe"])
-        model, seconds = train_model(
-            images, labels, recipe, config["model_seed"], self.data.num_classes, self.progress, desc
-        )
+        if not self.store.has(key):
+            return None
+        try:
+            model = make_model(self.data.num_classes)
+            model.load_state_dict(self.store.load(key))
+        except CorruptCheckpoint as e:
+            tqdm.write(f"warning: {e}; retraining it")
+            self.store.discard(key)
+            return None
+        return model.to(self.tensors.retain[0].device).eval(), self.store.record(key)
+
+    def _get_or_train(self, configs: list[dict], images, labels, desc) -> list[tuple]:
+        """``(model, record)`` per config (same recipe), training the missing ones together."""
+        found = [self._load(c) for c in configs]
+        todo = [c for c, f in zip(configs, found) if f is None]
+        if todo:
+            recipe = TrainRecipe(**todo[0]["recipe"])
+            states, seconds, _ = train_models(
+                images, labels, recipe, [c["model_seed"] for c in todo], self.data.num_classes, self.progress, desc
+            )
+            trained = iter(self._save(c, s, seconds / len(todo)) for c, s in zip(todo, states))
+            found = [f if f is not None else next(trained) for f in found]
+        return found
+
+    def _save(self, config, state, seconds):
+        device = self.tensors.retain[0].device
+        model = make_model(self.data.num_classes).to(device)
+        model.load_state_dict(state)
+        model.eval()
         accs = {
             name: accuracy(predict_logits(model, x), y)
             for name, (x, y) in (("retain", self.tensors.retain), ("forget", self.tensors.forget), ("test", self.tensors.test))
         }
-        record = self.store.save(
-            key, model.state_dict(), config, train_seconds=seconds, device=str(device), accuracy=accs
-        )
+        record = self.store.save(config_key(config), model.state_dict(), config, train_seconds=seconds,
+                                 device=str(device), accuracy=accs)
         return model, record

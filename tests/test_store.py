@@ -55,13 +55,13 @@ def test_zoo_reuses_and_resumes(mini_zoo, monkeypatch):
     first, _ = mini_zoo.original()
     list(mini_zoo.retrained_models(3))
     trained = []
-    real_train = zoo_module.train_model
+    real_train = zoo_module.train_models
 
     def counting_train(*args, **kwargs):
-        trained.append(args[3])  # the model seed
+        trained.extend(args[3])  # the model seeds
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(zoo_module, "train_model", counting_train)
+    monkeypatch.setattr(zoo_module, "train_models", counting_train)
     mini_zoo._original = None
     again, _ = mini_zoo.original()
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))

@@ -1,0 +1,361 @@
+"""Turn a registered method into the Kaggle submission notebook.
+
+    python notebook_utils.py -m NAME [-o OUT.ipynb]    # default: notebooks/run-unlearn-NAME.ipynb
+    python notebook_utils.py --all                     # one notebook per registered method
+
+The notebook is the template ``run-unlearn-finetune.ipynb`` (read, never edited in
+place) with its method cell replaced: ``run()``'s body becomes
+``unlearning(net, retain_loader, forget_loader, val_loader)``, and everything it
+needs comes along: the helper functions, classes and constants it uses from its own
+file and from the shared helpers (transitively), their imports, and the
+constructor's default values in place of ``self.x``. Attributes the method assigns
+while running live in a ``STATE`` dict. What cannot be exported (``self`` used as a
+value, ``super()``, a default that is not a literal) raises :class:`ExportError`
+naming it, so no broken notebook is ever written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import builtins
+import inspect
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parent
+KIT_PACKAGES = ("methods",)  # code from these is copied into the notebook, never imported
+TEMPLATE = REPO / "run-unlearn-finetune.ipynb"
+NOTEBOOK_DIR = REPO / "notebooks"
+METHOD_CELL_TAG = "unlearning"
+TITLE_CELL_TAG = "title"
+ENTRY_POINT = "unlearning"
+STATE = "STATE"
+
+
+class ExportError(Exception):
+    """The method cannot be turned into a notebook; the message says what and why."""
+
+
+# ---------------------------------------------------------------------------
+# Source analysis
+
+
+def _free_names(node: ast.AST) -> set[str]:
+    """Names a definition reads but does not bind (an over-approximation of locals is fine)."""
+    loads, bound = set(), set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            (loads if isinstance(n.ctx, ast.Load) else bound).add(n.id)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not node:
+            bound.add(n.name)
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            bound.add(n.name)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in n.names)
+    return loads - bound - set(dir(builtins))
+
+
+def _top_level(tree: ast.Module, name: str):
+    """The module-level statement that defines ``name``, if any."""
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+            return node
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return node
+    return None
+
+
+def _is_kit(module_name: str | None) -> bool:
+    return bool(module_name) and module_name.split(".")[0] in KIT_PACKAGES
+
+
+def _import_line(tree: ast.Module, name: str) -> str | None:
+    """An import statement of a library (not the kit) that binds ``name``, or None."""
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if (a.asname or a.name.split(".")[0]) == name and not _is_kit(a.name):
+                    return f"import {a.name}" + (f" as {a.asname}" if a.asname else "")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__" and not _is_kit(node.module):
+            for a in node.names:
+                if (a.asname or a.name) == name:
+                    return f"from {node.module} import {a.name}" + (f" as {a.asname}" if a.asname else "")
+    return None
+
+
+def _segment(source: str, node: ast.AST) -> str:
+    """The node's source with its decorators."""
+    lines = source.splitlines()
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    return "\n".join(lines[first - 1 : node.end_lineno])
+
+
+class _Module:
+    """A module's source, syntax tree and namespace, parsed once."""
+
+    _cache: dict[str, "_Module"] = {}
+
+    def __init__(self, module):
+        self.module = module
+        self.source = inspect.getsource(module)
+        self.tree = ast.parse(self.source)
+
+    @classmethod
+    def of(cls, module) -> "_Module":
+        if module.__name__ not in cls._cache:
+            cls._cache[module.__name__] = cls(module)
+        return cls._cache[module.__name__]
+
+
+# ---------------------------------------------------------------------------
+# Rewriting the method's class into functions
+
+
+class _SelfRewriter(ast.NodeTransformer):
+    """``self.method`` -> ``method``; ``self.attr`` -> its default value or ``STATE['attr']``."""
+
+    def __init__(self, exporter: "_Exporter", where: str):
+        self.exporter, self.where = exporter, where
+
+    def visit_Attribute(self, node: ast.Attribute):
+        if isinstance(node.value, ast.Name) and node.value.id == "self":
+            return self.exporter.resolve_self_attribute(node, self.where)
+        return self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name):
+        if node.id == "self":
+            raise ExportError(f"{self.exporter.name}: {self.where} uses `self` as a value, which a notebook function cannot")
+        return node
+
+    def visit_Call(self, node: ast.Call):
+        if isinstance(node.func, ast.Name) and node.func.id == "super":
+            raise ExportError(f"{self.exporter.name}: {self.where} calls super(), which cannot be exported")
+        return self.generic_visit(node)
+
+
+class _Exporter:
+    def __init__(self, name: str, cls: type):
+        self.name, self.cls = name, cls
+        self.home = _Module.of(sys.modules[cls.__module__])
+        self.class_node = next(
+            (n for n in self.home.tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__), None
+        )
+        if self.class_node is None:
+            raise ExportError(f"{name}: class {cls.__name__} is not defined at the top level of its module")
+        self.methods = {n.name: n for n in self.class_node.body if isinstance(n, ast.FunctionDef)}
+        if "run" not in self.methods:
+            raise ExportError(f"{name}: {cls.__name__} does not define run()")
+        try:
+            self.defaults = vars(cls())
+        except TypeError as e:
+            raise ExportError(f"{name}: {cls.__name__}() cannot be built from its defaults ({e})") from None
+        self.state = self._assigned_attributes()
+        self.functions: dict[str, str] = {}  # exported method name -> code
+        self.pending = ["run"]
+        self.definitions: dict[str, tuple[str, str]] = {}  # name -> (module, code), in dependency order
+        self.imports: set[str] = set()
+
+    def _assigned_attributes(self) -> set[str]:
+        assigned = set()
+        for fname, f in self.methods.items():
+            if fname == "__init__":
+                continue
+            for n in ast.walk(f):
+                if (isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+                        and isinstance(n.value, ast.Name) and n.value.id == "self"):
+                    assigned.add(n.attr)
+        return assigned
+
+    def resolve_self_attribute(self, node: ast.Attribute, where: str) -> ast.AST:
+        attr = node.attr
+        if attr in self.methods:
+            if attr not in self.functions and attr not in self.pending:
+                self.pending.append(attr)
+            return ast.copy_location(ast.Name(id=attr, ctx=node.ctx), node)
+        if attr in self.state:
+            return ast.copy_location(
+                ast.Subscript(value=ast.Name(id=STATE, ctx=ast.Load()), slice=ast.Constant(attr), ctx=node.ctx), node
+            )
+        if attr in self.defaults or hasattr(self.cls, attr):
+            value = self.defaults.get(attr, getattr(self.cls, attr, None))
+            return ast.copy_location(self._literal(attr, value, where), node)
+        raise ExportError(f"{self.name}: {where} reads self.{attr}, which has no default value")
+
+    def _literal(self, attr: str, value, where: str) -> ast.AST:
+        text = repr(value)
+        try:
+            if ast.literal_eval(text) != value:
+                raise ValueError
+        except (ValueError, SyntaxError):
+            raise ExportError(
+                f"{self.name}: {where} uses self.{attr} = {text[:60]}, which is not a literal a notebook can hold"
+            ) from None
+        return ast.parse(text, mode="eval").body
+
+    def export(self) -> str:
+        while self.pending:
+            method = self.pending.pop(0)
+            node = self.methods[method]
+            where = f"{self.cls.__name__}.{method}()"
+            func = _SelfRewriter(self, where).visit(ast.parse(ast.unparse(node)).body[0])
+            func.args.args = [a for a in func.args.args if a.arg != "self"]
+            func.decorator_list = [d for d in func.decorator_list if not (isinstance(d, ast.Name) and d.id == "staticmethod")]
+            if method == "run":
+                func.name = ENTRY_POINT
+            code = ast.unparse(func)
+            self.functions[method] = code
+            for free in sorted(_free_names(func) - set(self.methods) - {STATE}):
+                self._require(free, self.home, where)
+        return self._render()
+
+    def _require(self, name: str, where_module: _Module, needed_by: str) -> None:
+        """Bring ``name`` (as seen from ``where_module``) into the notebook, with what it needs."""
+        if name in self.definitions:
+            return
+        namespace = vars(where_module.module)
+        if name not in namespace:
+            raise ExportError(f"{self.name}: {needed_by} uses {name!r}, which is not defined in {where_module.module.__name__}")
+        obj = namespace[name]
+        line = _import_line(where_module.tree, name)
+        if line is not None:
+            self.imports.add(line)
+            return
+        node = _top_level(where_module.tree, name)
+        if node is not None:
+            if isinstance(node, ast.ClassDef) and node.name == self.cls.__name__:
+                raise ExportError(f"{self.name}: {needed_by} refers to its own class {name}")
+            self.definitions[name] = None  # placeholder: guards against cycles, keeps dependency order below
+            for free in sorted(_free_names(node) - {name}):
+                self._require(free, where_module, name)
+            del self.definitions[name]
+            self.definitions[name] = (where_module.module.__name__, _segment(where_module.source, node))
+            return
+        # Imported from another module of the kit: take its definition from there.
+        home = sys.modules.get(getattr(obj, "__module__", "") or "")
+        if home is None or not _is_kit(home.__name__) or home is where_module.module:
+            raise ExportError(f"{self.name}: {needed_by} uses {name!r} from {getattr(home, '__name__', '?')}, which cannot be exported")
+        source_module = _Module.of(home)
+        if getattr(obj, "__name__", name) != name:
+            raise ExportError(f"{self.name}: {name!r} is imported under another name, which cannot be exported")
+        self._require(name, source_module, needed_by)
+
+    def _render(self) -> str:
+        header = [
+            f"# Method {self.name!r} ({self.cls.__module__}.{self.cls.__name__}) with its default",
+            "# hyperparameters, exported by notebook_utils.py. Edit the kit's method file, not this cell.",
+        ]
+        parts = ["\n".join(header), "\n".join(sorted(self.imports))]
+        # Dependency order: a constant that refers to a function comes after it.
+        parts += [code for _, code in self.definitions.values()]
+        if self.state:
+            initial = {a: self.defaults[a] for a in sorted(self.state) if a in self.defaults}
+            for attr, value in initial.items():
+                self._literal(attr, value, "the initial state")
+            parts.append(f"# Attributes the method updates while it runs (e.g. logs).\n{STATE} = {initial!r}")
+        helpers = [code for method, code in self.functions.items() if method != "run"]
+        parts += helpers + [self.functions["run"]]
+        return "\n\n\n".join(p for p in parts if p.strip()) + "\n"
+
+
+def export_method_code(name: str) -> str:
+    """The notebook code cell for the registered method ``name``."""
+    from methods import get_method
+
+    try:
+        cls = get_method(name)
+    except KeyError as e:
+        raise ExportError(str(e.args[0])) from None
+    return export_class_code(cls, name)
+
+
+def export_class_code(cls: type, name: str | None = None) -> str:
+    """The notebook code cell for any BaseMethod subclass defined at the top level of a file."""
+    name = name or cls.__name__
+    code = _Exporter(name, cls).export()
+    try:
+        compile(code, f"<{name} notebook cell>", "exec")
+    except SyntaxError as e:  # a bug of the exporter, never a notebook that cannot run
+        raise ExportError(f"{name}: the exported code does not compile ({e})") from None
+    return code
+
+
+# ---------------------------------------------------------------------------
+# Notebooks
+
+
+def build_notebook(name: str, template: pathlib.Path = TEMPLATE, code: str | None = None):
+    """A new notebook: the template with ``name``'s method cell. The template file is not touched."""
+    import nbformat
+
+    code = export_method_code(name) if code is None else code
+    notebook = nbformat.read(str(template), as_version=4)
+    tagged = [c for c in notebook.cells if METHOD_CELL_TAG in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ExportError(f"template {template} must have exactly one cell tagged {METHOD_CELL_TAG!r}")
+    tagged[0].source = code.rstrip("\n")
+    for cell in notebook.cells:
+        if TITLE_CELL_TAG in cell.get("metadata", {}).get("tags", []):
+            cell.source = _title(name)
+    nbformat.validate(notebook)
+    return notebook
+
+
+def _title(name: str) -> str:
+    return (
+        f"# Unlearning submission: `{name}`\n\n"
+        "Generated from the unlearning starter kit by `notebook_utils.py`. It reads the competition's "
+        "data, runs `unlearning()` once per checkpoint from the original model, and zips the checkpoints "
+        "into `submission.zip`."
+    )
+
+
+def write_notebook(name: str, out_path: pathlib.Path | None = None, template: pathlib.Path = TEMPLATE,
+                   out_dir: pathlib.Path = NOTEBOOK_DIR) -> pathlib.Path:
+    import nbformat
+
+    out_path = pathlib.Path(out_path) if out_path else pathlib.Path(out_dir) / f"run-unlearn-{name}.ipynb"
+    if out_path.resolve() == pathlib.Path(template).resolve():
+        raise ExportError(f"refusing to overwrite the template {template}: choose another -o")
+    notebook = build_notebook(name, template)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".ipynb.tmp")
+    nbformat.write(notebook, str(tmp))
+    tmp.replace(out_path)
+    return out_path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Export a registered method as the Kaggle submission notebook.")
+    parser.add_argument("-m", "--method", help="registered method name")
+    parser.add_argument("-o", "--out", help="output .ipynb (default: notebooks/run-unlearn-NAME.ipynb)")
+    parser.add_argument("--all", action="store_true", help="one notebook per registered method")
+    parser.add_argument("--out-dir", default=str(NOTEBOOK_DIR), help="folder for the notebooks (default: notebooks/)")
+    args = parser.parse_args(argv)
+    from methods import all_method_handlers
+
+    if args.all == bool(args.method):
+        print("error: pass -m NAME or --all", file=sys.stderr)
+        return 2
+    names = list(all_method_handlers()) if args.all else [args.method]
+    if args.all and args.out:
+        print("error: -o goes with -m, not --all", file=sys.stderr)
+        return 2
+    failed = 0
+    for name in names:
+        try:
+            path = write_notebook(name, args.out, out_dir=pathlib.Path(args.out_dir))
+        except ExportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: {path}")
+    return 2 if failed and not args.all else (1 if failed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The multi-model engine: grouped training equals training alone; batched inference."""
+
+import torch
+import torchvision
+
+from evaluation.engine import ModelGroup, predict_logits_many, train_models
+from evaluation.inference import predict_logits
+from evaluation.model import make_model
+from evaluation.training import TrainRecipe
+
+
+def _data(n=96):
+    g = torch.Generator().manual_seed(0)
+    # Structured inputs (class-dependent means) so that training is not chaotic noise.
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = torch.randn(n, 3, 32, 32, generator=g) * 0.5 + y.view(-1, 1, 1, 1) / 5.0
+    return x, y
+
+
+def test_group_training_equals_training_alone():
+    """Same losses step by step and the same updates, up to float noise.
+
+    BatchNorm at initialisation makes this loop chaotic at the recipe's lr (a 1e-7
+    nudge of the weights can move the third loss by 0.1), so the comparison runs at
+    lr 1e-4, where float noise stays below 1e-3. A small lr would also hide a wrong
+    update rule in the losses, so each parameter's change from its initial value is
+    compared too. fc's must agree to 1e-3 (a missing weight decay alone moves it by
+    2.5e-3, momentum by O(1)); layers followed by BatchNorm get 5e-2, because BN's
+    backward cancels most of their gradient and so magnifies rounding (measured:
+    about 4e-3 between the grouped and the plain path).
+    """
+    x, y = _data()
+    recipe = TrainRecipe(epochs=1, batch_size=32, lr=1e-4)
+    seeds = [3, 7, 11]
+    states, _, together = train_models(x, y, recipe, seeds, progress=False, record_losses=True)
+    assert together.shape == (3, 3)
+    for k, seed in enumerate(seeds):
+        (alone_state,), _, alone = train_models(x, y, recipe, [seed], progress=False, record_losses=True)
+        assert abs(together[0, k] - alone[0, 0]) < 1e-5  # same weights, same batch, same crop
+        torch.testing.assert_close(together[:, k], alone[:, 0], rtol=0, atol=1e-3)
+        init = make_model(seed=seed).state_dict()
+        tolerances = {"fc.weight": 1e-3, "fc.bias": 1e-3, "conv1.weight": 5e-2, "layer3.0.conv1.weight": 5e-2,
+                      "layer4.1.bn2.weight": 5e-2}
+        for name, tolerance in tolerances.items():
+            moved_together, moved_alone = states[k][name] - init[name], alone_state[name] - init[name]
+            assert (moved_together - moved_alone).norm() <= tolerance * moved_alone.norm(), name
+        torch.testing.assert_close(states[k]["bn1.running_mean"], alone_state["bn1.running_mean"], rtol=1e-3, atol=1e-5)
+        assert torch.equal(states[k]["bn1.num_batches_tracked"], alone_state["bn1.num_batches_tracked"])
+    assert (together[0, 0] - together[0, 1]).abs() > 1e-3, "different seeds must give different models"
+
+
+def test_models_of_a_group_differ_and_load_into_torchvision():
+    x, y = _data(64)
+    states, seconds, _ = train_models(x, y, TrainRecipe(epochs=1, batch_size=32), [0, 1], progress=False)
+    assert seconds > 0
+    assert not torch.equal(states[0]["conv1.weight"], states[1]["conv1.weight"])
+    for state in states:
+        model = torchvision.models.resnet18(weights=None, num_classes=10)
+        model.load_state_dict(state)
+
+
+def test_batched_inference_equals_one_model_at_a_time():
+    x, _ = _data(40)
+    models = [torchvision.models.resnet18(weights=None, num_classes=10).eval() for _ in range(3)]
+    for m in models:  # non-trivial running statistics
+        m.train()
+        with torch.no_grad():
+            m(x)
+        m.eval()
+    states = [m.state_dict() for m in models]
+    together = predict_logits_many(states, x, batch_size=16, group_size=2)
+    assert together.shape == (3, 40, 10)
+    for k, m in enumerate(models):
+        torch.testing.assert_close(together[k], predict_logits(m, x), rtol=1e-4, atol=1e-4)
+
+
+def test_group_of_one_is_the_plain_module():
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    group = ModelGroup([model])
+    assert group.single is model and group.parameters() == list(model.parameters())

@@ -1,0 +1,62 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import main
+from data import DataError
+from data.faces import FacesDataset, batch_images_labels, image_path, load_faces, read_rows, write_synthetic_faces
+
+
+@pytest.fixture(scope="module")
+def faces_dir(tmp_path_factory):
+    return write_synthetic_faces(tmp_path_factory.mktemp("faces"), n_persons=30, images_per_person=5)
+
+
+def test_synthetic_layout_is_the_competitions(faces_dir):
+    for split in ("retain", "forget", "validation"):
+        with open(faces_dir / f"{split}.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == ["image_id", "age_group", "age", "person_id"]
+        a, b = rows[0]["image_id"].split("-")
+        assert (faces_dir / "images" / a / f"{b}.png").is_file()
+        assert all(0 <= int(r["age_group"]) < 10 for r in rows)
+    assert image_path(faces_dir, "0007-002") == faces_dir / "images" / "0007" / "002.png"
+
+
+def test_dataset_yields_tuples_or_competition_dicts(faces_dir):
+    rows = read_rows(faces_dir, "retain")
+    images, labels = next(iter(DataLoader(FacesDataset(faces_dir, rows), batch_size=4)))
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    batch = next(iter(DataLoader(FacesDataset(faces_dir, rows, as_dict=True), batch_size=4)))
+    assert {"image", "image_id", "age_group", "age", "person_id"} <= set(batch)
+    for b in (batch, (images, labels)):
+        x, y = batch_images_labels(b)
+        assert x.shape == (4, 3, 32, 32) and y.shape == (4,)
+
+
+def test_load_faces_and_per_person_split(faces_dir):
+    from data import make_splits
+
+    data, persons = load_faces(faces_dir)
+    assert data.x_train.shape[1:] == (32, 32, 3) and len(persons) == len(data.y_train)
+    splits = make_splits(len(data.y_train), len(data.y_test), seed=0, groups=persons)
+    forgotten = set(persons[splits.forget])
+    assert forgotten and not forgotten & set(persons[splits.retain])
+    assert splits.forget.size >= 0.1 * len(persons)
+
+
+def test_missing_layout_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="retain.csv"):
+        load_faces(tmp_path)
+
+
+def test_main_runs_on_a_faces_directory(faces_dir, tmp_path, capsys):
+    argv = ["-m", "finetune", "--dataset", "faces", "--data", str(faces_dir), "--profile", "smoke",
+            "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), "--no-progress"]
+    assert main.main(argv) == 0
+    assert (tmp_path / "out" / "finetune" / "report.json").exists()
+    assert main.main(["-m", "finetune", "--dataset", "faces", "--out", str(tmp_path / "o2")]) == 2
+    assert "needs --data" in capsys.readouterr().err

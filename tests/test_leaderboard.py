@@ -1,0 +1,54 @@
+import json
+import math
+
+import torch
+
+import main
+from evaluation.leaderboard import Row, markdown_table, ranked
+from methods import BaseMethod
+from methods.finetune import Finetune
+
+
+class Raises(BaseMethod):
+    def __init__(self):
+        super().__init__("raises")
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        raise RuntimeError("boom")
+
+
+class LeavesNaN(BaseMethod):
+    def __init__(self):
+        super().__init__("leaves_nan")
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        with torch.no_grad():
+            net.fc.weight.fill_(float("nan"))
+
+
+def gentle():
+    return Finetune(epochs=1, lr=1e-3)
+
+
+def test_ranking_puts_failures_last():
+    rows = [Row.failed("bad", "ValueError: x\nmore"), Row("a", final_score=0.2), Row("b", final_score=0.5)]
+    assert [r.method for r in ranked(rows)] == ["b", "a", "bad"]
+    table = markdown_table(rows)
+    assert "| bad | FAILED: ValueError: x |" in table and "more" not in table
+    assert table.splitlines()[2].startswith("| b | ")
+
+
+def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
+    methods = {"raises": Raises, "leaves_nan": LeavesNaN, "finetune": gentle}
+    context = {"profile": mini_zoo.profile.to_json(), "gate": 0.2, "environment": {"device": "cpu"}}
+    result = main.run_leaderboard(methods, mini_zoo, tmp_path, context, gate=0.2, progress=False)
+    rows = {r.method: r for r in result["rows"]}
+    assert rows["raises"].status == "failed" and "boom" in rows["raises"].error
+    assert rows["leaves_nan"].status == "failed" and "NaN" in rows["leaves_nan"].error
+    assert rows["finetune"].status == "ok" and 0 <= rows["finetune"].forget_quality <= 1
+    assert rows["retrain"].status == "ok" and not math.isnan(rows["retrain"].time_ratio)
+    saved = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert [r["method"] for r in saved["rows"]][-2:] == ["raises", "leaves_nan"]
+    assert (tmp_path / "leaderboard.png").stat().st_size > 5_000
+    assert "FAILED" in (tmp_path / "leaderboard.md").read_text()
+    assert (tmp_path / "finetune" / "report.json").exists() and not (tmp_path / "raises").exists()

@@ -1,0 +1,106 @@
+"""Every method exported as the Kaggle notebook, and really executed on a synthetic faces set."""
+
+import os
+import zipfile
+
+import nbformat
+import pytest
+import torch
+import torchvision
+from nbclient import NotebookClient
+
+import notebook_utils as nu
+from data.faces import write_synthetic_faces
+from methods import all_method_handlers
+from tests.fixtures import helper_method
+
+N_CHECKPOINTS = 2
+
+
+@pytest.fixture(scope="module")
+def competition_input(tmp_path_factory):
+    """The competition's input folder: CSVs, images and a small original model."""
+    root = write_synthetic_faces(tmp_path_factory.mktemp("kaggle") / "input", n_persons=24, images_per_person=4)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), root / "original_model.pth")
+    return root
+
+
+def execute(notebook, input_dir, work, monkeypatch, count=N_CHECKPOINTS):
+    monkeypatch.setenv("UNLEARN_INPUT_DIR", str(input_dir))
+    monkeypatch.setenv("UNLEARN_CHECKPOINT_DIR", str(work / "tmp"))
+    monkeypatch.setenv("UNLEARN_OUTPUT_DIR", str(work / "working"))
+    monkeypatch.setenv("UNLEARN_N_CHECKPOINTS", str(count))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+    return work / "working" / "submission.zip"
+
+
+def check_checkpoints(work, input_dir, count=N_CHECKPOINTS):
+    original = torch.load(input_dir / "original_model.pth", weights_only=True)
+    paths = sorted((work / "tmp").glob("unlearned_checkpoint_*.pth"))
+    assert len(paths) == count
+    for path in paths:
+        net = torchvision.models.resnet18(weights=None, num_classes=10)
+        net.load_state_dict(torch.load(path, weights_only=True))
+        state = net.state_dict()
+        assert any(not torch.equal(state[k], original[k]) for k in original), f"{path.name} equals the original"
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    with zipfile.ZipFile(work / "working" / "submission.zip") as archive:
+        assert sorted(os.path.basename(n) for n in archive.namelist()) == [p.name for p in paths]
+
+
+@pytest.mark.parametrize("name", sorted(all_method_handlers()))
+def test_every_method_exports_validates_and_runs(name, competition_input, tmp_path, monkeypatch):
+    path = nu.write_notebook(name, tmp_path / f"{name}.ipynb")
+    notebook = nbformat.read(str(path), as_version=4)
+    nbformat.validate(notebook)
+    execute(notebook, competition_input, tmp_path, monkeypatch)
+    check_checkpoints(tmp_path, competition_input)
+
+
+def test_method_with_helper_and_constant_exports_and_runs(competition_input, tmp_path, monkeypatch):
+    code = nu.export_class_code(helper_method.ShrinkThenFinetune)
+    assert "SHRINK = 0.9" in code and "def shrink_weights" in code and "def train_epoch" in code
+    assert "methods" not in code.replace("# Method", "")  # nothing is imported from the kit
+    notebook = nu.build_notebook("shrink_then_finetune", code=code)
+    execute(notebook, competition_input, tmp_path, monkeypatch)
+    check_checkpoints(tmp_path, competition_input)
+
+
+@pytest.mark.parametrize(
+    "cls, message",
+    [(helper_method.UsesSelfAsValue, "uses `self` as a value"), (helper_method.NonLiteralDefault, "not a literal")],
+)
+def test_unexportable_method_fails_with_a_message(cls, message):
+    with pytest.raises(nu.ExportError, match=message):
+        nu.export_class_code(cls)
+
+
+def test_empty_txt_gives_an_empty_submission(competition_input, tmp_path, monkeypatch):
+    empty_input = tmp_path / "input"
+    empty_input.mkdir()
+    (empty_input / "empty.txt").write_text("")
+    submission = execute(nu.build_notebook("finetune"), empty_input, tmp_path, monkeypatch)
+    assert submission.exists() and submission.stat().st_size == 0
+    assert not (tmp_path / "tmp").exists()
+
+
+def test_template_is_in_sync_and_never_overwritten(tmp_path):
+    before = nu.TEMPLATE.read_bytes()
+    template = nbformat.read(str(nu.TEMPLATE), as_version=4)
+    cell = next(c for c in template.cells if nu.METHOD_CELL_TAG in c.metadata.get("tags", []))
+    assert cell.source == nu.export_method_code("finetune").rstrip("\n"), "regenerate the template's method cell"
+    with pytest.raises(nu.ExportError, match="template"):
+        nu.write_notebook("finetune", nu.TEMPLATE)
+    nu.write_notebook("salun", tmp_path / "salun.ipynb")
+    assert nu.TEMPLATE.read_bytes() == before
+
+
+def test_cli_all_writes_one_notebook_per_method(tmp_path, capsys):
+    assert nu.main(["--all", "--out-dir", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.glob("*.ipynb"))
+    assert written == sorted(f"run-unlearn-{n}.ipynb" for n in all_method_handlers())
+    assert nu.main(["-m", "nope", "-o", str(tmp_path / "x.ipynb")]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x.ipynb").exists()
