@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--store", default=str(REPO / "checkpoints"), help="checkpoint store (default: checkpoints/)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when present)")
     p.add_argument("--gate", type=float, default=0.2, help="efficiency gate: max unlearn/retrain time ratio")
+    p.add_argument("--method-timeout", type=float, default=None,
+                   help="seconds one unlearning run may take before the method is recorded as failed")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p.parse_args(argv)
 
@@ -84,28 +86,46 @@ def resolve_run(args):
         raise UsageError(f"unknown dataset {args.dataset!r}; choose cifar10 or faces")
     if not 0 < args.gate:
         raise UsageError(f"--gate must be positive, got {args.gate}")
+    if args.method_timeout is not None and args.method_timeout <= 0:
+        raise UsageError(f"--method-timeout must be positive, got {args.method_timeout}")
     chosen = handlers if args.method == ALL else {args.method: handlers[args.method]}
     return chosen, device, PROFILES[profile_name].with_models(args.num_models)
 
 
 def run(args) -> dict:
-    from data import DataError, make_splits
-    from evaluation.report import environment
-    from evaluation.store import CheckpointStore
-    from evaluation.zoo import SplitTensors, Zoo
+    from data import DataError
+    from evaluation.distributed import close_world, init_world
 
     methods, device, profile = resolve_run(args)
     try:
         data, groups = load_dataset(args.dataset, args.data)
     except DataError as e:
         raise UsageError(str(e)) from None
+    world = init_world()
+    try:
+        return _run(args, methods, device, profile, data, groups, world)
+    finally:
+        close_world(world)
+
+
+def _run(args, methods, device, profile, data, groups, world) -> dict:
+    from data import make_splits
+    from evaluation.report import environment
+    from evaluation.store import CheckpointStore
+    from evaluation.zoo import SplitTensors, Zoo
+
+    if device.type == "cuda" and world.size > 1:
+        import torch
+
+        device = torch.device("cuda", world.local_rank)
     try:
         splits = make_splits(len(data.y_train), len(data.y_test), args.seed, train_subset=profile.train_subset,
                              test_subset=profile.test_subset, groups=groups)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    progress = not args.no_progress
-    zoo = Zoo(data, splits, profile, SplitTensors.build(data, splits, device), CheckpointStore(args.store), progress)
+    progress = not args.no_progress and world.is_main
+    zoo = Zoo(data, splits, profile, SplitTensors.build(data, splits, device), CheckpointStore(args.store), progress,
+              world=world)
     out = pathlib.Path(args.out)
     context = {
         "profile": profile.to_json(),
@@ -115,19 +135,30 @@ def run(args) -> dict:
         "data": {"source": data.source, "fingerprint": data.fingerprint(), "splits_file": "splits.json"},
         "sizes": {name: int(getattr(splits, name).size) for name in ("forget", "retain", "val", "test")},
         "environment": environment(device),
+        "world_size": world.size,
     }
     if args.method == ALL:
-        return run_leaderboard(methods, zoo, out, context, args.gate, progress)
+        return run_leaderboard(methods, zoo, out, context, args.gate, progress, args.method_timeout)
     (name, method_cls), = methods.items()
     started = time.perf_counter()
     from evaluation.runner import MethodFailed, evaluate
 
     try:
-        result = evaluate(method_cls, name, zoo, gate=args.gate, progress=progress)
+        result = evaluate(method_cls, name, zoo, gate=args.gate, progress=progress, time_limit_s=args.method_timeout)
     except MethodFailed as e:
+        if world.is_main:
+            write_failure(out / name, name, str(e), context)
         raise RunFailed(f"{name} failed: {e}") from None
-    write_result(result, out / name, splits, context | {"wall_seconds": time.perf_counter() - started})
+    if world.is_main:
+        write_result(result, out / name, splits, context | {"wall_seconds": time.perf_counter() - started})
     return result.to_json() | context
+
+
+def write_failure(out_dir: pathlib.Path, name: str, reason: str, context: dict) -> None:
+    """A report that says the method failed, and why."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"method": name, "status": "failed", "reason": reason} | context
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
 
 
 def load_dataset(name: str, path):
@@ -155,10 +186,11 @@ def write_result(result, out_dir: pathlib.Path, splits, context: dict) -> None:
     print(f"\nreport: {path}  plot: {path.with_suffix('.png')}")
 
 
-def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: float, progress: bool) -> dict:
+def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: float, progress: bool,
+                    time_limit_s: float | None = None) -> dict:
     """Every method against the same cached references; a failing method gets a failed row."""
     from evaluation.leaderboard import Row, markdown_table, write_leaderboard
-    from evaluation.runner import evaluate, evaluate_retraining, score_references
+    from evaluation.runner import MethodFailed, evaluate, evaluate_retraining, score_references
 
     references = score_references(zoo)
     rows = []
@@ -168,15 +200,19 @@ def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: 
             if make is None:
                 result = evaluate_retraining(zoo, gate, references)
             else:
-                result = evaluate(make, name, zoo, gate, progress, references)
+                result = evaluate(make, name, zoo, gate, progress, references, time_limit_s)
         except Exception as e:  # a broken method must not stop the others
-            print(f"{name} failed: {type(e).__name__}: {e}", file=sys.stderr)
-            rows.append(Row.failed(name, f"{type(e).__name__}: {e}"))
+            reason = str(e) if isinstance(e, MethodFailed) else f"{type(e).__name__}: {e}"
+            if zoo.world.is_main:
+                print(f"{name} failed: {reason}", file=sys.stderr)
+            rows.append(Row.failed(name, reason))
             continue
-        write_result(result, out / name, zoo.splits, context | {"wall_seconds": time.perf_counter() - started})
+        if zoo.world.is_main:
+            write_result(result, out / name, zoo.splits, context | {"wall_seconds": time.perf_counter() - started})
         rows.append(Row.from_result(result))
-    path = write_leaderboard(rows, out, context)
-    print(f"\n{markdown_table(rows)}\n\nleaderboard: {path}")
+    if zoo.world.is_main:
+        path = write_leaderboard(rows, out, context)
+        print(f"\n{markdown_table(rows)}\n\nleaderboard: {path}")
     return {"rows": rows} | context
 
 

@@ -7,9 +7,12 @@ shuffled by the run's seed, and the global RNGs seeded with it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -29,7 +32,35 @@ MIA_MODELS = 8  # the MIA is a side view: averaged over at most this many models
 
 
 class MethodFailed(Exception):
-    """The method raised or left NaN/inf weights; the message says which run and why."""
+    """The method raised, ran past its time limit or left NaN/inf weights; the message says
+    which run and why."""
+
+
+class MethodTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise MethodTimeout in this (main) thread after ``seconds``; no limit for None.
+
+    SIGALRM interrupts Python code between bytecodes, so a method stuck in a loop is
+    stopped; one stuck inside a single native call stops when that call returns.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise MethodTimeout(f"ran past its time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -92,7 +123,7 @@ class EvaluationResult:
         return asdict(self)
 
 
-def run_method(make_method: Callable, zoo: Zoo, run_seed: int, progress: bool = False):
+def run_method(make_method: Callable, zoo: Zoo, run_seed: int, time_limit_s: float | None = None):
     """One unlearning run from the original model; returns ``(scores, seconds)``."""
     original, _ = zoo.original()
     net = copy.deepcopy(original)
@@ -102,7 +133,10 @@ def run_method(make_method: Callable, zoo: Zoo, run_seed: int, progress: bool = 
     device = next(net.parameters()).device
     start = time.perf_counter()
     try:
-        method.run(net, retain_loader, forget_loader, val_loader)
+        with time_limit(time_limit_s):
+            method.run(net, retain_loader, forget_loader, val_loader)
+    except MethodTimeout as e:
+        raise MethodFailed(f"run {run_seed}: {e}") from None
     except Exception as e:
         raise MethodFailed(f"run {run_seed}: {type(e).__name__}: {e}") from e
     if device.type == "cuda":
@@ -127,22 +161,44 @@ def score_references(zoo: Zoo) -> References:
     n_models = zoo.profile.num_models
     metric.max_measurable_epsilon(n_models)  # fails early, with the metric's message, for N < 3
     original, original_record = zoo.original()
-    retrained, seconds = [], []
-    for model, record in zoo.retrained_models(n_models):
-        retrained.append(score_model(model, zoo.tensors))
-        seconds.append(record["train_seconds"])
+    retrained, seconds = _score_retrained(zoo, range(n_models))
     return References(score_model(original, zoo.tensors), original_record["train_seconds"], retrained, seconds)
 
 
+def _score_retrained(zoo: Zoo, indices) -> tuple[list, list]:
+    """Scores and training times of references ``indices``, each rank scoring its share."""
+    indices = list(indices)
+    zoo.ensure_retrained(indices)
+    mine = {}
+    for i in zoo.world.shard(indices):
+        model, record = zoo.retrained(i)
+        mine[i] = (score_model(model, zoo.tensors), record["train_seconds"])
+    everything = zoo.world.gather(mine)
+    return [everything[i][0] for i in indices], [everything[i][1] for i in indices]
+
+
 def evaluate(make_method: Callable, method_name: str, zoo: Zoo, gate: float = 0.2, progress: bool = True,
-             references: References | None = None) -> EvaluationResult:
-    """Score ``method_name`` over ``zoo.profile.num_models`` runs; returns an EvaluationResult."""
+             references: References | None = None, time_limit_s: float | None = None) -> EvaluationResult:
+    """Score ``method_name`` over ``zoo.profile.num_models`` runs; returns an EvaluationResult.
+
+    Under torchrun each rank runs its share of the seeds; a failure on any rank
+    fails the method on every rank, with its reason.
+    """
     references = references or score_references(zoo)
-    unlearned, unlearn_seconds = [], []
-    for run_seed in tqdm(range(zoo.profile.num_models), desc=f"{method_name} runs", disable=not progress, unit="run"):
-        scores, seconds = run_method(make_method, zoo, run_seed)
-        unlearned.append(scores)
-        unlearn_seconds.append(seconds)
+    seeds = list(range(zoo.profile.num_models))
+    mine = {}
+    for run_seed in tqdm(zoo.world.shard(seeds), desc=f"{method_name} runs", disable=not progress, unit="run"):
+        try:
+            mine[run_seed] = run_method(make_method, zoo, run_seed, time_limit_s)
+        except MethodFailed as e:
+            mine[run_seed] = e
+            break  # the method has failed: its other runs would not count
+    everything = zoo.world.gather(mine)
+    failures = [v for _, v in sorted(everything.items()) if isinstance(v, MethodFailed)]
+    if failures:
+        raise failures[0]
+    unlearned = [everything[s][0] for s in seeds]
+    unlearn_seconds = [everything[s][1] for s in seeds]
     return score_unlearned(method_name, unlearned, unlearn_seconds, references, gate)
 
 
@@ -154,10 +210,7 @@ def evaluate_retraining(zoo: Zoo, gate: float = 0.2, references: References | No
     """
     references = references or score_references(zoo)
     n_models = zoo.profile.num_models
-    scores, seconds = [], []
-    for model, record in zoo.retrained_models(n_models, start=n_models):
-        scores.append(score_model(model, zoo.tensors))
-        seconds.append(record["train_seconds"])
+    scores, seconds = _score_retrained(zoo, range(n_models, 2 * n_models))
     return score_unlearned("retrain", scores, seconds, references, gate)
 
 

@@ -7,6 +7,7 @@ fingerprint, the split seed and indices, the recipe and the model seed.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 
 from data import ImageData, Splits, to_tensors
 
+from .distributed import World
 from .engine import train_models
 from .inference import accuracy, predict_logits
 from .model import make_model
@@ -54,6 +56,7 @@ class Zoo:
     store: CheckpointStore
     progress: bool = True
     group_size: int | None = None  # references trained together (default: 16 on CUDA, 1 on CPU)
+    world: World = World()  # under torchrun: this process's rank and the number of ranks
     _original: tuple | None = None  # loaded once per process; every run copies it
 
     def _group_size(self) -> int:
@@ -82,6 +85,10 @@ class Zoo:
         indices = np.concatenate([self.splits.retain, self.splits.forget])
         seed = ORIGINAL_SEED_OFFSET + self.splits.seed
         config = self._config("original", self.profile.original_recipe(), indices, seed)
+        if self.world.size > 1:  # one rank trains it, the others load it
+            if self.world.is_main:
+                self._get_or_train([config], images, labels, "original model")
+            self.world.barrier()
         self._original = self._get_or_train([config], images, labels, "original model")[0]
         return self._original
 
@@ -93,17 +100,25 @@ class Zoo:
         """Reference ``index``: trained from scratch on the retain set only."""
         return self._get_or_train([self._retrained_config(index)], *self.tensors.retain, f"retrained {index}")[0]
 
-    def retrained_models(self, count: int, start: int = 0):
-        """Yield ``(model, record)`` for references start..start+count-1, training the missing
-        ones first, ``group_size`` at a time."""
-        configs = [self._retrained_config(i) for i in range(start, start + count)]
-        missing = [c for c in configs if not self._load(c)]
+    def ensure_retrained(self, indices) -> None:
+        """Train the missing references among ``indices``, ``group_size`` at a time; under
+        torchrun each rank trains its share and all wait until every one is stored. (A stored
+        but corrupt model is caught, and retrained, when it is loaded.)"""
+        configs = map(self._retrained_config, self.world.shard(list(indices)))
+        missing = [c for c in configs if not self.store.has(config_key(c))]
         size = self._group_size()
         groups = [missing[g : g + size] for g in range(0, len(missing), size)]
         for group in tqdm(groups, desc="training references", disable=not self.progress or not groups, unit="group"):
             self._get_or_train(group, *self.tensors.retain, f"references x{len(group)}")
-        for config in configs:
-            yield self._get_or_train([config], *self.tensors.retain, "reference")[0]
+        self.world.barrier()
+        if self.world.size > 1 and self.world.is_main:
+            self.store.write_manifest()  # ranks saving at once may each have missed the others' records
+
+    def retrained_models(self, count: int, start: int = 0):
+        """Yield ``(model, record)`` for references start..start+count-1, training the missing ones first."""
+        self.ensure_retrained(range(start, start + count))
+        for i in range(start, start + count):
+            yield self.retrained(i)
 
     def _load(self, config):
         """The stored model of ``config`` as ``(model, record)``, or None (a corrupt one is discarded)."""
@@ -114,7 +129,7 @@ class Zoo:
             model = make_model(self.data.num_classes)
             model.load_state_dict(self.store.load(key))
         except CorruptCheckpoint as e:
-            tqdm.write(f"warning: {e}; retraining it")
+            tqdm.write(f"warning: {e}; retraining it", file=sys.stderr)
             self.store.discard(key)
             return None
         return model.to(self.tensors.retain[0].device).eval(), self.store.record(key)

@@ -1,0 +1,177 @@
+"""Scale-out and fault handling: torchrun, killed runs, corrupt checkpoints, bad methods, bad input."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import main
+from evaluation.leaderboard import Row
+from methods import BaseMethod
+from tests.conftest import REPO, cifar_path
+
+SMOKE = ["-m", "finetune", "--profile", "smoke", "--no-progress"]
+
+
+def _env(**extra):
+    env = dict(os.environ, UNLEARN_DATA=cifar_path(), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def _report(out):
+    return json.loads((pathlib.Path(out) / "finetune" / "report.json").read_text())
+
+
+def test_torchrun_two_processes_equal_one(tmp_path):
+    """Each rank trains and runs its share; rank 0's report equals a single process's."""
+    single = subprocess.run([sys.executable, "main.py", *SMOKE, "--out", str(tmp_path / "one"),
+                             "--store", str(tmp_path / "store1")], cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-2000:]
+    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                            "main.py", *SMOKE, "--out", str(tmp_path / "two"), "--store", str(tmp_path / "store2")],
+                           cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    one, two = _report(tmp_path / "one"), _report(tmp_path / "two")
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    for key in ("forget_quality", "final_score", "epsilons", "mia"):
+        assert one[key] == two[key], key
+    for side in ("unlearned", "retrained", "original"):
+        for key in ("retain_acc_per_model", "test_acc_per_model", "forget_acc_per_model"):
+            assert one[side][key] == two[side][key], (side, key)
+    assert one["unlearned"]["forget_confs"] == two["unlearned"]["forget_confs"]
+    # both ranks wrote their models to the shared store; only rank 0 wrote the report
+    assert len(list((tmp_path / "store2").glob("*.pt"))) == 1 + 3
+    assert multi.stdout.count("report:") == 1
+
+
+def test_killed_zoo_training_resumes_without_loss(tmp_path):
+    store = tmp_path / "store"
+    argv = [sys.executable, "main.py", *SMOKE, "--num-models", "8", "--out", str(tmp_path / "out"), "--store", str(store)]
+    proc = subprocess.Popen(argv, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len([p for p in store.glob("*.json") if p.name != "manifest.json"]) < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.stem: json.loads(p.read_text())["sha256"] for p in store.glob("*.json") if p.name != "manifest.json"}
+    assert 4 <= len(finished) < 1 + 8, "the kill should land while references are being trained"
+
+    rerun = subprocess.run(argv, cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = {p.stem: json.loads(p.read_text()) for p in store.glob("*.json") if p.name != "manifest.json"}
+    assert len(after) == 1 + 8
+    for key, sha in finished.items():  # every model finished before the kill was reused as it was
+        assert after[key]["sha256"] == sha
+    from evaluation.store import CheckpointStore
+
+    s = CheckpointStore(store)
+    for key in after:  # nothing half-written: every stored model matches its hash and loads
+        s.load(key)
+
+
+def test_corrupt_checkpoint_is_reported_and_retrained(cifar, tmp_path, capsys):
+    from data import make_splits
+    from evaluation.profiles import PROFILES
+    from evaluation.store import CheckpointStore
+    from evaluation.zoo import SplitTensors, Zoo
+
+    profile = PROFILES["smoke"]
+    splits = make_splits(len(cifar.y_train), len(cifar.y_test), 0, train_subset=300, test_subset=200)
+    zoo = Zoo(cifar, splits, profile, SplitTensors.build(cifar, splits, torch.device("cpu")),
+              CheckpointStore(tmp_path), progress=False)
+    _, record = zoo.retrained(0)
+    weights = tmp_path / f"{record['key']}.pt"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
+    _, again = zoo.retrained(0)
+    assert "does not match its recorded hash" in capsys.readouterr().err
+    assert again["sha256"] == record["sha256"]  # retrained deterministically, and stored whole again
+    CheckpointStore(tmp_path).load(record["key"])
+
+
+class Hangs(BaseMethod):
+    def __init__(self):
+        super().__init__("hangs")
+
+    def run(self, net, retain_loader, forget_loader, val_loader):
+        while True:
+            time.sleep(0.01)
+
+
+def test_hanging_method_fails_after_its_time_limit_and_the_run_goes_on(mini_zoo, tmp_path):
+    from methods.finetune import Finetune
+
+    context = {"profile": mini_zoo.profile.to_json(), "gate": 0.2, "environment": {"device": "cpu"}}
+    started = time.time()
+    result = main.run_leaderboard({"hangs": Hangs, "finetune": lambda: Finetune(epochs=1, lr=1e-3)}, mini_zoo, tmp_path,
+                                  context, gate=0.2, progress=False, time_limit_s=30.0)
+    rows = {r.method: r for r in result["rows"]}
+    assert rows["hangs"].status == "failed" and "time limit of 30 s" in rows["hangs"].error
+    assert rows["finetune"].status == "ok"
+    assert time.time() - started < 600
+
+
+def test_single_method_failure_is_written_to_the_report(tmp_path, monkeypatch, capsys):
+    import methods
+
+    class Broken(BaseMethod):
+        def __init__(self):
+            super().__init__("broken")
+
+        def run(self, net, retain_loader, forget_loader, val_loader):
+            with torch.no_grad():
+                net.conv1.weight.fill_(float("inf"))
+
+    monkeypatch.setitem(methods._REGISTRY, "broken", Broken)
+    monkeypatch.setattr(methods, "_import_all", lambda: None)
+    out = tmp_path / "out"
+    code = main.main(["-m", "broken", "--profile", "smoke", "--data", cifar_path(), "--out", str(out),
+                      "--store", str(tmp_path / "store"), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NaN or infinite weights" in err[0]
+    report = json.loads((out / "broken" / "report.json").read_text())
+    assert report["status"] == "failed" and "NaN or infinite" in report["reason"]
+
+
+@pytest.mark.parametrize(
+    "make_data, message",
+    [
+        (lambda p: p.write_bytes(b"not an npz at all"), "cannot read"),
+        (lambda p: np.savez(p, x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.array([0, 1, 2, 12]),
+                            x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.array([0, 1])), "0..9"),
+    ],
+)
+def test_bad_data_is_one_line_exit_2_and_nothing_written(make_data, message, tmp_path, capsys):
+    path = tmp_path / "data.npz"
+    make_data(path)
+    out, store = tmp_path / "out", tmp_path / "store"
+    assert main.main(["-m", "finetune", "--data", str(path), "--out", str(out), "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists() and not store.exists()
+
+
+def test_checkpoints_are_only_loaded_with_weights_only():
+    calls = []
+    for path in list(REPO.glob("*.py")) + list(REPO.glob("*/*.py")) + list(REPO.glob("*.ipynb")):
+        if path.parts[-2] == "tests":
+            continue
+        text = path.read_text()
+        for match in re.finditer(r"torch\.load\(([^\n]*)", text):
+            calls.append((path.name, match.group(1)))
+    assert calls, "no checkpoint loading found at all"
+    for name, args in calls:
+        assert "weights_only=True" in args, f"{name}: torch.load({args}"
+
+
+def test_failed_row_keeps_the_first_line_of_the_reason():
+    assert Row.failed("m", "run 0: boom\ntrace").error == "run 0: boom"
