@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .model import make_model
-
 
 @dataclass(frozen=True)
 class TrainRecipe:
@@ -25,13 +23,3 @@ class TrainRecipe:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def train_model(images, labels, recipe: TrainRecipe, seed: int, num_classes: int = 10, progress=True, desc="train"):
-    """Train one fresh ResNet-18 from ``seed``; returns ``(model, seconds)`` (see engine.train_models)."""
-    from .engine import train_models
-
-    (state,), seconds, _ = train_models(images, labels, recipe, [seed], num_classes, progress, desc)
-    model = make_model(num_classes).to(images.device)
-    model.load_state_dict(state)
-    return model.eval(), seconds
