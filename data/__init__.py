@@ -5,17 +5,21 @@ Imports neither ``evaluation`` nor ``methods``.
 
 from .cifar10 import DataError, ImageData, load_cifar10, resolve_source
 from .splits import Splits, make_splits
-from .tensors import CIFAR10_MEAN, CIFAR10_STD, make_loader, random_crop_flip, to_tensors
+from .tensors import (CIFAR10_MEAN, CIFAR10_STD, crop_flip, draw_crop_flip, make_loader, pad_black,
+                      random_crop_flip, to_tensors)
 
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "DataError",
     "ImageData",
+    "crop_flip",
+    "draw_crop_flip",
     "Splits",
     "load_cifar10",
     "make_loader",
     "make_splits",
+    "pad_black",
     "random_crop_flip",
     "resolve_source",
     "to_tensors",

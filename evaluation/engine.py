@@ -1,21 +1,26 @@
 """The training engine: several ResNet-18s trained (and evaluated) at once.
 
-The data stays on the device as one normalised tensor; each step every model takes
-its own batch (its own permutation) and its own crop/flip, drawn from its own
-generator in exactly the order a model trained alone draws them, so model k of a
-group is the model that seed k gives alone. The K models' parameters and
-BatchNorm buffers are stacked (``torch.func.stack_module_state``) and the forward
-pass is ``vmap``-ed over them: every convolution runs once for all K models as a
-grouped convolution, which is what lets small models fill a big GPU. One SGD
-optimiser updates the stacked parameters; SGD is elementwise, so this equals K
-optimisers. On CUDA: bf16 autocast.
+The data stays on the device as one normalised tensor (bf16 on CUDA), padded once
+for cropping. At the start of each epoch every model draws, from its own generator
+and in the same order as a model trained alone, its permutation and one crop and
+flip per example; a step gathers every model's batch, crops and flips it in one
+indexing op. Model k of a group is therefore the model that seed k gives alone.
 
-With one model the plain module runs (no vmap), channels-last (faster on CPU and
-GPU); it is also the reference the tests compare the grouped path against.
+The K models' parameters and BatchNorm buffers are stacked
+(``torch.func.stack_module_state``) and the forward pass is ``vmap``-ed over them:
+every convolution runs once for all K models as a grouped convolution, which is what
+lets small models fill a big GPU. SGD is elementwise, so one update over the stacked
+parameters equals K optimisers. With one model the plain module runs (no vmap),
+channels-last; it is also the reference the tests compare the grouped path against.
+
+On CUDA the step runs under bf16 autocast, and the whole step (gather, crop,
+forward, backward, update) is captured once as a CUDA graph and replayed, so a step
+costs one launch instead of hundreds: at 32x32 this ResNet is launch-bound.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -25,37 +30,50 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from data.tensors import random_crop_flip
+from data.tensors import CROP_PADDING, crop_flip, draw_crop_flip, pad_black
 
 from .model import make_model
 
 
+class _GlobalMeanPool(torch.nn.Module):
+    """``AdaptiveAvgPool2d(1)`` as a mean: the same numbers, and vmap has a batching rule
+    for it (adaptive pooling falls back to a slow per-model loop under vmap)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(-2, -1), keepdim=True)
+
+
 class ModelGroup:
-    """K same-architecture models as stacked parameters and buffers."""
+    """K same-architecture models as stacked parameters and buffers (one model: the module itself)."""
 
     def __init__(self, models: list[torch.nn.Module]):
         self.size = len(models)
         self.base = copy.deepcopy(models[0]).to("meta")
-        self.params, self.buffers = stack_module_state(models)
+        if isinstance(getattr(self.base, "avgpool", None), torch.nn.AdaptiveAvgPool2d):
+            self.base.avgpool = _GlobalMeanPool()
+        self.params, self.buffers_ = stack_module_state(models)
         self.single = models[0] if self.size == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` is ``[K, B, C, H, W]`` (one batch per model); returns ``[K, B, classes]``."""
         if self.single is not None:
             return self.single(x[0].contiguous(memory_format=torch.channels_last))[None]
-        return vmap(self._call, in_dims=(0, 0, 0), randomness="different")(self.params, self.buffers, x)
+        return vmap(self._call, in_dims=(0, 0, 0), randomness="different")(self.params, self.buffers_, x)
 
     def forward_shared(self, x: torch.Tensor) -> torch.Tensor:
         """One batch ``[B, C, H, W]`` through every model: ``[K, B, classes]``."""
         if self.single is not None:
             return self.single(x)[None]
-        return vmap(self._call, in_dims=(0, 0, None), randomness="different")(self.params, self.buffers, x)
+        return vmap(self._call, in_dims=(0, 0, None), randomness="different")(self.params, self.buffers_, x)
 
     def _call(self, params, buffers, x):
         return functional_call(self.base, (params, buffers), (x,))
 
-    def parameters(self):
+    def parameters(self) -> list[torch.Tensor]:
         return list(self.single.parameters()) if self.single is not None else list(self.params.values())
+
+    def buffers(self) -> list[torch.Tensor]:
+        return list(self.single.buffers()) if self.single is not None else list(self.buffers_.values())
 
     def train(self, mode: bool = True) -> "ModelGroup":
         (self.single or self.base).train(mode)
@@ -66,7 +84,7 @@ class ModelGroup:
         if self.single is not None:
             return [{k: v.detach() for k, v in self.single.state_dict().items()}]
         names = list(self.base.state_dict().keys())
-        merged = {**self.params, **self.buffers}
+        merged = {**self.params, **self.buffers_}
         return [{n: merged[n][k].detach() for n in names} for k in range(self.size)]
 
     @classmethod
@@ -79,58 +97,175 @@ class ModelGroup:
         return cls(models)
 
 
+class StackedSGD:
+    """``torch.optim.SGD`` (momentum, weight decay; no dampening or Nesterov) in four foreach
+    ops. The learning rate lives in a device tensor, so a captured graph reads the current
+    value; momentum starts at zero, which equals torch's first step (buffer = gradient)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, weight_decay: float):
+        self.params = params
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.momentum_buffers = [torch.zeros_like(p) for p in params]
+        self.lr = torch.tensor(lr, dtype=torch.float32, device=params[0].device)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = torch._foreach_add([p.grad for p in self.params], self.params, alpha=self.weight_decay)
+        torch._foreach_mul_(self.momentum_buffers, self.momentum)
+        torch._foreach_add_(self.momentum_buffers, grads)
+        torch._foreach_sub_(self.params, torch._foreach_mul(self.momentum_buffers, self.lr))
+
+
+class Batches:
+    """Every model's epoch draws and the batches they select, from one padded copy of the data."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool, generators: list):
+        dtype = torch.bfloat16 if images.is_cuda else images.dtype  # autocast casts to bf16 anyway
+        self.images = pad_black(images.to(dtype)) if augment else images.to(dtype)
+        self.labels, self.augment, self.generators = labels, augment, generators
+        self.size = images.shape[-1]
+
+    def draw_epoch(self) -> torch.Tensor:
+        """``[4, K, n]`` int64: each model's order, then its row/column offsets and flips."""
+        n, device = self.labels.shape[0], self.labels.device
+        plans = []
+        for g in self.generators:
+            order = torch.randperm(n, generator=g, device=device)
+            crops = draw_crop_flip(n, g, CROP_PADDING) if self.augment else torch.zeros(3, n, dtype=torch.long, device=device)
+            plans.append(torch.cat([order[None], crops]))
+        return torch.stack(plans, dim=1)
+
+    def select(self, plan: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of a plan slice ``[4, K, B]``: images ``[K, B, C, H, W]`` and labels ``[K, B]``."""
+        index = plan[0]
+        images = crop_flip(self.images, index, plan[1:], self.size) if self.augment else self.images[index]
+        return images, self.labels[index]
+
+
+class Trainer:
+    """One SGD step for every model: eager, or as CUDA graphs (one per batch shape).
+
+    The models come in ``groups`` (each a ``ModelGroup``: one plain module or several
+    vmapped). On CUDA each group runs its forward and backward on its own stream, so
+    independent models overlap on the GPU; captured in one graph, they become parallel
+    branches of it.
+    """
+
+    def __init__(self, groups: list[ModelGroup], optimizer: StackedSGD, batches: Batches, graphs: bool):
+        self.groups, self.optimizer, self.batches = groups, optimizer, batches
+        self.graphs = {} if graphs else None
+        on_cuda = optimizer.lr.is_cuda
+        self.streams = [torch.cuda.Stream() for _ in groups] if on_cuda and len(groups) > 1 else None
+
+    def step(self, plan: torch.Tensor) -> torch.Tensor:
+        """Train on the batch ``plan`` selects; returns the K per-model losses (on the device)."""
+        if self.graphs is None:
+            self.optimizer.zero_grad()
+            return self._step(plan)
+        if plan.shape[-1] not in self.graphs:
+            self.graphs[plan.shape[-1]] = self._capture(plan)
+        static_plan, losses, graph = self.graphs[plan.shape[-1]]
+        static_plan.copy_(plan)
+        graph.replay()
+        return losses
+
+    def _step(self, plan: torch.Tensor) -> torch.Tensor:
+        x, y = self.batches.select(plan)
+        main = torch.cuda.current_stream() if self.streams else None
+        losses, start = [], 0
+        for i, group in enumerate(self.groups):
+            end = start + group.size
+            if self.streams:
+                self.streams[i].wait_stream(main)
+            with torch.cuda.stream(self.streams[i]) if self.streams else contextlib.nullcontext():
+                losses.append(self._forward_backward(group, x[start:end], y[start:end]))
+            start = end
+        for stream in self.streams or []:
+            main.wait_stream(stream)
+        self.optimizer.step()
+        return torch.cat(losses)
+
+    @staticmethod
+    def _forward_backward(group: ModelGroup, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # no autocast cache: a captured graph must recast the weights on every replay
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=x.is_cuda, cache_enabled=False):
+            logits = group.forward(x)  # [k, B, classes]
+            losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape).mean(1)
+        losses.sum().backward()  # models share no parameter: each gets its own gradient
+        return losses.detach()
+
+    def _capture(self, plan: torch.Tensor):
+        """Capture the step for this batch shape. cuDNN's autotuning and autograd's set-up must
+        run before capture; that warm-up must not train, so it runs at lr 0 (weights stay put)
+        and the BatchNorm statistics and momentum it touches are restored afterwards."""
+        state = [b for group in self.groups for b in group.buffers()] + self.optimizer.momentum_buffers
+        saved = [t.clone() for t in state]
+        lr = self.optimizer.lr.clone()
+        self.optimizer.lr.zero_()
+        static_plan = plan.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.optimizer.zero_grad()
+                self._step(static_plan)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad()  # the captured backward then writes (not adds) the gradients
+        with torch.cuda.graph(graph):
+            losses = self._step(static_plan)
+        torch._foreach_copy_(state, saved)
+        self.optimizer.lr.copy_(lr)
+        return static_plan, losses, graph
+
+
 def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10, progress: bool = True,
-                 desc: str = "train", record_losses: bool = False):
+                 desc: str = "train", record_losses: bool = False, graphs: bool | None = None, fuse: int = 1):
     """Train ``len(seeds)`` fresh ResNet-18s together on ``images`` (already on the device).
 
-    Returns ``(state_dicts, seconds, losses)``; ``losses`` is ``[steps, K]`` when
+    ``graphs`` (default: on CUDA) replays each step as a CUDA graph. ``fuse`` models
+    share one vmapped network (grouped convolutions); with 1 each model is its own
+    module, and on CUDA the models run on parallel streams. Returns
+    ``(state_dicts, seconds, losses)``; ``losses`` is ``[steps, K]`` when
     ``record_losses`` (it synchronises every step, so only tests ask for it).
     """
     device = images.device
     models = [make_model(num_classes, seed=s).to(device) for s in seeds]
-    if device.type == "cuda" or len(models) == 1:  # measured faster on CPU too, for one model
+    if device.type == "cuda" or fuse == 1:  # measured faster on CPU too, for plain modules
         models = [m.to(memory_format=torch.channels_last) for m in models]
-    group = ModelGroup(models).train()
+    groups = [ModelGroup(models[g : g + fuse]).train() for g in range(0, len(models), fuse)]
+    optimizer = StackedSGD([p for group in groups for p in group.parameters()], recipe.lr, recipe.momentum,
+                           recipe.weight_decay)
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-    optimizer = torch.optim.SGD(group.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    batches = Batches(images, labels, recipe.augment, generators)
+    trainer = Trainer(groups, optimizer, batches, graphs=device.type == "cuda" if graphs is None else graphs)
     n = images.shape[0]
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     total_steps = max(1, recipe.epochs * steps_per_epoch)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
 
     losses = []
+    step = 0
     start = time.perf_counter()
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False, unit="step")
     for _ in range(recipe.epochs):
-        orders = [torch.randperm(n, generator=g, device=device) for g in generators]
+        plan = batches.draw_epoch()
         for s in range(steps_per_epoch):
-            xs, ys = [], []
-            for order, generator in zip(orders, generators):
-                idx = order[s * recipe.batch_size : (s + 1) * recipe.batch_size]
-                x = images[idx]
-                xs.append(random_crop_flip(x, generator) if recipe.augment else x)
-                ys.append(labels[idx])
-            loss = _step(group, optimizer, torch.stack(xs), torch.stack(ys))
-            schedule.step()
+            optimizer.lr.fill_(recipe.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps)))  # per-step cosine
+            loss = trainer.step(plan[:, :, s * recipe.batch_size : (s + 1) * recipe.batch_size])
+            step += 1
             bar.update(1)
             if record_losses:
-                losses.append(loss.detach().cpu())
+                losses.append(loss.float().cpu())
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return group.state_dicts(), seconds, (torch.stack(losses) if losses else None)
-
-
-def _step(group: ModelGroup, optimizer, x, y) -> torch.Tensor:
-    """One SGD step for every model; returns the K per-model losses."""
-    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=x.is_cuda):
-        logits = group.forward(x)  # [K, B, classes]
-        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape).mean(1)
-    optimizer.zero_grad(set_to_none=True)
-    losses.sum().backward()  # models share no parameter: each gets its own gradient
-    optimizer.step()
-    return losses
+    states = [state for group in groups for state in group.state_dicts()]
+    return states, seconds, (torch.stack(losses) if losses else None)
 
 
 @torch.no_grad()

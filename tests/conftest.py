@@ -7,6 +7,16 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10_jpeg.npz"
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# The CUDA engine checks need a GPU; CI has none, so there they are not collected at all.
+collect_ignore = [] if _has_cuda() else ["test_cuda.py"]
+
+
 def cifar_path() -> str:
     """The real CIFAR-10 the end-to-end tests use: $UNLEARN_DATA, else the shared file."""
     path = os.environ.get("UNLEARN_DATA") or str(SHARED_CIFAR)

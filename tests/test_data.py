@@ -92,7 +92,8 @@ def test_crop_flip_matches_a_per_image_crop():
     black = -torch.tensor([0.4914, 0.4822, 0.4465]) / torch.tensor([0.2023, 0.1994, 0.2010])
     flips = 0
     for i in range(n):
-        padded = torch.nn.functional.pad(images[i] - black.view(3, 1, 1), (4,) * 4) + black.view(3, 1, 1)
+        padded = black.view(3, 1, 1).repeat(1, 40, 40)
+        padded[:, 4:36, 4:36] = images[i]
         windows = [padded[:, y : y + 32, x : x + 32] for y in range(9) for x in range(9)]
         plain = any(torch.equal(out[i], w) for w in windows)
         mirrored = any(torch.equal(out[i], w.flip(-1)) for w in windows)

@@ -1,5 +1,6 @@
 """The multi-model engine: grouped training equals training alone; batched inference."""
 
+import pytest
 import torch
 import torchvision
 
@@ -17,7 +18,8 @@ def _data(n=96):
     return x, y
 
 
-def test_group_training_equals_training_alone():
+@pytest.mark.parametrize("fuse", [1, 3])
+def test_group_training_equals_training_alone(fuse):
     """Same losses step by step and the same updates, up to float noise.
 
     BatchNorm at initialisation makes this loop chaotic at the recipe's lr (a 1e-7
@@ -32,7 +34,7 @@ def test_group_training_equals_training_alone():
     x, y = _data()
     recipe = TrainRecipe(epochs=1, batch_size=32, lr=1e-4)
     seeds = [3, 7, 11]
-    states, _, together = train_models(x, y, recipe, seeds, progress=False, record_losses=True)
+    states, _, together = train_models(x, y, recipe, seeds, progress=False, record_losses=True, fuse=fuse)
     assert together.shape == (3, 3)
     for k, seed in enumerate(seeds):
         (alone_state,), _, alone = train_models(x, y, recipe, [seed], progress=False, record_losses=True)
@@ -44,7 +46,8 @@ def test_group_training_equals_training_alone():
         for name, tolerance in tolerances.items():
             moved_together, moved_alone = states[k][name] - init[name], alone_state[name] - init[name]
             assert (moved_together - moved_alone).norm() <= tolerance * moved_alone.norm(), name
-        torch.testing.assert_close(states[k]["bn1.running_mean"], alone_state["bn1.running_mean"], rtol=1e-3, atol=1e-5)
+        mean_together, mean_alone = states[k]["bn1.running_mean"], alone_state["bn1.running_mean"]
+        assert (mean_together - mean_alone).norm() <= 1e-3 * mean_alone.norm()  # measured: up to 3e-5
         assert torch.equal(states[k]["bn1.num_batches_tracked"], alone_state["bn1.num_batches_tracked"])
     assert (together[0, 0] - together[0, 1]).abs() > 1e-3, "different seeds must give different models"
 

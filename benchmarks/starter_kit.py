@@ -1,0 +1,80 @@
+"""The starter kit's way of training, as the baseline the engine is measured against.
+
+Per-image torchvision transforms (RandomCrop(32, padding 4), RandomHorizontalFlip,
+ToTensor, Normalize) on PIL images in a DataLoader with 2 workers, fp32, one model,
+``torch.optim.SGD`` with the recipe's per-step cosine schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from data import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
+from evaluation.model import make_model  # noqa: E402
+from evaluation.training import TrainRecipe  # noqa: E402
+
+
+class _PilImages(torch.utils.data.Dataset):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: bool):
+        import torchvision.transforms as T
+
+        steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment else []
+        self.transform = T.Compose(steps + [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def train(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, seed: int, device: torch.device,
+          max_steps: int | None = None, warmup: int = 0, workers: int = 2):
+    """Train one model the starter kit's way on uint8 ``[n, H, W, 3]`` images.
+
+    Returns ``(model, images_per_second)``; the rate is timed after ``warmup`` steps
+    (DataLoader start-up and cuDNN autotuning excluded). ``max_steps`` stops early.
+    ``workers`` changes only the speed (the starter kit used 2).
+    """
+    torch.manual_seed(seed)  # the loader's shuffling and the transforms' draws
+    loader = torch.utils.data.DataLoader(_PilImages(images, labels, recipe.augment), batch_size=recipe.batch_size,
+                                         shuffle=True, num_workers=workers, persistent_workers=True)
+    model = make_model(num_classes=int(labels.max()) + 1, seed=seed).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    total = recipe.epochs * len(loader)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    step, start, seen = 0, None, 0
+    for _ in range(recipe.epochs):
+        for x, y in loader:
+            if step == warmup:
+                sync(device)
+                start = time.perf_counter()
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            seen += len(y) if step > warmup else 0
+            if step == max_steps:
+                break
+        if step == max_steps:
+            break
+    sync(device)
+    return model, seen / (time.perf_counter() - start)
