@@ -12,6 +12,7 @@ Results: ``OUT/NAME/report.json`` (every number), ``report.png`` and ``splits.js
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -46,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--method-timeout", type=float, default=None,
                    help="seconds one unlearning run may take before the method is recorded as failed")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="with -m all: reuse each method's report.json in --out made with the same profile, N, "
+                        "seeds, data and device (a rerun after an interruption redoes only the missing methods)")
     return p.parse_args(argv)
 
 
@@ -138,7 +142,7 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
         "world_size": world.size,
     }
     if args.method == ALL:
-        return run_leaderboard(methods, zoo, out, context, args.gate, progress, args.method_timeout)
+        return run_leaderboard(methods, zoo, out, context, args.gate, progress, args.method_timeout, args.resume)
     (name, method_cls), = methods.items()
     started = time.perf_counter()
     from evaluation.runner import MethodFailed, evaluate
@@ -186,9 +190,35 @@ def write_result(result, out_dir: pathlib.Path, splits, context: dict) -> None:
     print(f"\nreport: {path}  plot: {path.with_suffix('.png')}")
 
 
+# What a reused report must share with this run to stand in for it.
+RESUME_KEYS = ("profile", "seed", "run_seeds", "gate", "sizes", "world_size")
+
+
+def reusable_result(path: pathlib.Path, context: dict):
+    """The EvaluationResult saved in ``path`` if it was made under the same conditions, else None."""
+    from evaluation.runner import EvaluationResult
+
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = all(report.get(k) == context.get(k) for k in RESUME_KEYS)
+    for section, key in (("data", "fingerprint"), ("environment", "device")):
+        same = same and report.get(section, {}).get(key) == context.get(section, {}).get(key)
+    if not same or report.get("status") == "failed":
+        return None
+    try:
+        return EvaluationResult(**{f.name: report[f.name] for f in dataclasses.fields(EvaluationResult)})
+    except KeyError:
+        return None
+
+
 def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: float, progress: bool,
-                    time_limit_s: float | None = None) -> dict:
-    """Every method against the same cached references; a failing method gets a failed row."""
+                    time_limit_s: float | None = None, resume: bool = False) -> dict:
+    """Every method against the same cached references; a failing method gets a failed row.
+
+    With ``resume``, a method whose report in ``out`` matches this run is not run again.
+    """
     from evaluation.leaderboard import Row, markdown_table, write_leaderboard
     from evaluation.runner import MethodFailed, evaluate, evaluate_retraining, score_references
 
@@ -196,6 +226,12 @@ def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: 
     rows = []
     for name, make in [("retrain", None)] + list(methods.items()):
         started = time.perf_counter()
+        saved = reusable_result(out / name / "report.json", context) if resume else None
+        if saved is not None:
+            if zoo.world.is_main:
+                print(f"{name}: reusing {out / name / 'report.json'} (--resume)")
+            rows.append(Row.from_result(saved))
+            continue
         try:
             if make is None:
                 result = evaluate_retraining(zoo, gate, references)

@@ -6,16 +6,17 @@ and in the same order as a model trained alone, its permutation and one crop and
 flip per example; a step gathers every model's batch, crops and flips it in one
 indexing op. Model k of a group is therefore the model that seed k gives alone.
 
-The K models' parameters and BatchNorm buffers are stacked
-(``torch.func.stack_module_state``) and the forward pass is ``vmap``-ed over them:
-every convolution runs once for all K models as a grouped convolution, which is what
-lets small models fill a big GPU. SGD is elementwise, so one update over the stacked
-parameters equals K optimisers. With one model the plain module runs (no vmap),
-channels-last; it is also the reference the tests compare the grouped path against.
+On CUDA the step runs under bf16 autocast and is captured once as a CUDA graph (per
+batch shape) and replayed: at 32x32 this ResNet is launch-bound, and a replay costs
+one launch instead of hundreds. Each model runs its forward and backward on its own
+stream, so the graph holds K independent branches that fill the GPU together; one
+update then covers every model's parameters.
 
-On CUDA the step runs under bf16 autocast, and the whole step (gather, crop,
-forward, backward, update) is captured once as a CUDA graph and replayed, so a step
-costs one launch instead of hundreds: at 32x32 this ResNet is launch-bound.
+Models can also be fused (``fuse``): their parameters and BatchNorm buffers stacked
+(``torch.func.stack_module_state``) and the forward ``vmap``-ed, which turns every
+convolution into one grouped convolution. On an H100 that measured half the speed
+of parallel streams (benchmarks/RESULTS.md), so training defaults to plain modules;
+batched inference (``predict_logits_many``) uses the fused form.
 """
 
 from __future__ import annotations
@@ -98,15 +99,29 @@ class ModelGroup:
 
 
 class StackedSGD:
-    """``torch.optim.SGD`` (momentum, weight decay; no dampening or Nesterov) in four foreach
-    ops. The learning rate lives in a device tensor, so a captured graph reads the current
-    value; momentum starts at zero, which equals torch's first step (buffer = gradient)."""
+    """``torch.optim.SGD`` (momentum, weight decay; no dampening or Nesterov) over every model's
+    parameters, with a learning rate that ``set_lr`` changes per step.
+
+    On CUDA the update is four foreach ops reading the learning rate from a device tensor,
+    so a captured graph uses the current value; momentum starts at zero, which equals
+    torch's first step (buffer = gradient). On CPU (no graphs) torch's fused SGD, which
+    measured 4 ms per step there against 60 ms for the foreach ops.
+    """
 
     def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, weight_decay: float):
         self.params = params
         self.momentum, self.weight_decay = momentum, weight_decay
-        self.momentum_buffers = [torch.zeros_like(p) for p in params]
         self.lr = torch.tensor(lr, dtype=torch.float32, device=params[0].device)
+        on_cuda = params[0].is_cuda
+        self.momentum_buffers = [torch.zeros_like(p) for p in params] if on_cuda else []
+        self._fused = None if on_cuda else torch.optim.SGD(params, lr=lr, momentum=momentum,
+                                                           weight_decay=weight_decay, fused=True)
+
+    def set_lr(self, value: float) -> None:
+        if self._fused is not None:
+            self._fused.param_groups[0]["lr"] = value
+        else:
+            self.lr.fill_(value)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -114,6 +129,9 @@ class StackedSGD:
 
     @torch.no_grad()
     def step(self) -> None:
+        if self._fused is not None:
+            self._fused.step()
+            return
         grads = torch._foreach_add([p.grad for p in self.params], self.params, alpha=self.weight_decay)
         torch._foreach_mul_(self.momentum_buffers, self.momentum)
         torch._foreach_add_(self.momentum_buffers, grads)
@@ -254,7 +272,7 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
     for _ in range(recipe.epochs):
         plan = batches.draw_epoch()
         for s in range(steps_per_epoch):
-            optimizer.lr.fill_(recipe.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps)))  # per-step cosine
+            optimizer.set_lr(recipe.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps)))  # per-step cosine
             loss = trainer.step(plan[:, :, s * recipe.batch_size : (s + 1) * recipe.batch_size])
             step += 1
             bar.update(1)

@@ -9,7 +9,9 @@ Rounds r = 1..R, until the forget set looks like held-out data or the budget is 
 3. Repair: a short rehearsal on the retain set, CE plus distillation towards the
    original, all weights at a low rate.
 4. Check: forget accuracy vs validation accuracy. A retrained model treats forget
-   examples like unseen ones, so stop once |gap| <= ``tolerance``.
+   examples like unseen ones, so stop once |gap| <= ``tolerance``. The first round
+   always runs, whatever the starting gap: returning the original unchanged makes
+   every run identical, and the metric gives identical runs the worst epsilon.
 Every round is logged in ``self.round_log`` (masked fraction, accuracies, gap, time).
 """
 
@@ -69,7 +71,7 @@ class SaliencyGuided(BaseMethod):
             )
 
         for r in range(1, self.max_rounds + 1):
-            if self._done(start):
+            if r > 1 and self._done(start):
                 break
             masks = saliency_mask(net, forget_loader, self.mask_fraction)
             impair_opt = sgd(net, self.impair_lr, weight_decay=0.0)

@@ -52,3 +52,19 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     assert (tmp_path / "leaderboard.png").stat().st_size > 5_000
     assert "FAILED" in (tmp_path / "leaderboard.md").read_text()
     assert (tmp_path / "finetune" / "report.json").exists() and not (tmp_path / "raises").exists()
+
+
+def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, capsys):
+    context = {"profile": mini_zoo.profile.to_json(), "gate": 0.2, "seed": 0, "run_seeds": [0, 1, 2],
+               "data": {"fingerprint": mini_zoo.data.fingerprint()}, "environment": {"device": "cpu"}}
+    first = {r.method: r for r in main.run_leaderboard({"finetune": gentle}, mini_zoo, tmp_path, context, gate=0.2,
+                                                        progress=False)["rows"]}
+    # The method now raises, so a finetune row that is still ok can only come from the saved report.
+    again = {r.method: r for r in main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2,
+                                                        progress=False, resume=True)["rows"]}
+    assert again["finetune"] == first["finetune"] and again["retrain"] == first["retrain"]
+    assert "finetune: reusing" in capsys.readouterr().out
+    # Reports made under other conditions (here: other run seeds) are not reused.
+    other = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context | {"run_seeds": [0]}, gate=0.2,
+                                 progress=False, resume=True)
+    assert {r.method: r.status for r in other["rows"]}["finetune"] == "failed"
