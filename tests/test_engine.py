@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from evaluation.engine import ModelGroup, predict_logits_many, train_models
+from evaluation.engine import ModelGroup, StackedSGD, predict_logits_many, train_models
 from evaluation.inference import predict_logits
 from evaluation.model import make_model
 from evaluation.training import TrainRecipe
@@ -81,3 +81,29 @@ def test_group_of_one_is_the_plain_module():
     model = torchvision.models.resnet18(weights=None, num_classes=10)
     group = ModelGroup([model])
     assert group.single is model and group.parameters() == list(model.parameters())
+
+
+@pytest.mark.parametrize("graph_safe", [True, False])
+def test_stacked_sgd_is_torch_sgd(graph_safe):
+    """Both updates (the foreach one CUDA graphs replay, and the fused one used on CPU) equal
+    torch.optim.SGD with momentum and weight decay, with the learning rate changing per step."""
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 3, generator=g), torch.randn(7, generator=g)]
+    mine = [p.clone().requires_grad_() for p in start]
+    ref = [p.clone().requires_grad_() for p in start]
+    ours = StackedSGD(mine, lr=0.1, momentum=0.9, weight_decay=5e-4, graph_safe=graph_safe)
+    torch_sgd = torch.optim.SGD(ref, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    for step, lr in enumerate([0.1, 0.05, 0.2, 0.01]):
+        grads = [torch.randn(p.shape, generator=g) for p in start]
+        ours.zero_grad()
+        for p, grad in zip(mine, grads):
+            p.grad = grad.clone()
+        ours.set_lr(lr)
+        ours.step()
+        for p, grad in zip(ref, grads):
+            p.grad = grad.clone()
+        torch_sgd.param_groups[0]["lr"] = lr
+        torch_sgd.step()
+        for a, b in zip(mine, ref):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(mine[0], start[0])
