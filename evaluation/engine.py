@@ -49,11 +49,13 @@ class ModelGroup:
 
     def __init__(self, models: list[torch.nn.Module]):
         self.size = len(models)
+        self.single = models[0] if self.size == 1 else None
+        if self.single is not None:  # nothing to stack: the module is trained as it is
+            return
         self.base = copy.deepcopy(models[0]).to("meta")
         if isinstance(getattr(self.base, "avgpool", None), torch.nn.AdaptiveAvgPool2d):
             self.base.avgpool = _GlobalMeanPool()
         self.params, self.buffers_ = stack_module_state(models)
-        self.single = models[0] if self.size == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` is ``[K, B, C, H, W]`` (one batch per model); returns ``[K, B, classes]``."""
@@ -178,7 +180,7 @@ class Trainer:
     def __init__(self, groups: list[ModelGroup], optimizer: StackedSGD, batches: Batches, graphs: bool):
         self.groups, self.optimizer, self.batches = groups, optimizer, batches
         self.graphs = {} if graphs else None
-        on_cuda = optimizer.lr.is_cuda
+        on_cuda = batches.labels.is_cuda
         self.streams = [torch.cuda.Stream() for _ in groups] if on_cuda and len(groups) > 1 else None
 
     def step(self, plan: torch.Tensor) -> torch.Tensor:
