@@ -20,9 +20,8 @@ import sys
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import starter_kit  # noqa: E402
 from data import load_cifar10, to_tensors  # noqa: E402
+from evaluation import starter_kit  # noqa: E402
 from evaluation.engine import train_models  # noqa: E402
 from evaluation.training import TrainRecipe  # noqa: E402
 

@@ -4,7 +4,8 @@ Each model is ``<key>.pt`` (a state dict) beside ``<key>.json`` (its config,
 accuracies, training time and the file's sha256). Both are written to a temporary
 file and renamed into place, the JSON last, so a model exists only once both are
 complete: an interrupted run leaves no half-written model behind, and a rerun
-trains only what is missing. ``manifest.json`` lists every model in the store.
+trains only what is missing. ``manifest.json`` lists every model in the store;
+``notes/`` keeps small measurements made once per store (the retrain clock).
 """
 
 from __future__ import annotations
@@ -71,6 +72,20 @@ class CheckpointStore:
         _atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=1).encode()))
         self.write_manifest()
         return record
+
+    def note(self, name: str) -> dict | None:
+        """A small JSON value saved with ``save_note`` (None if there is none)."""
+        path = self.root / "notes" / f"{name}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def save_note(self, name: str, value: dict) -> None:
+        """Keep ``value`` beside the models (in ``notes/``, out of the manifest), atomically."""
+        path = self.root / "notes" / f"{name}.json"
+        path.parent.mkdir(exist_ok=True)
+        _atomic_write(path, lambda f: f.write(json.dumps(value, indent=1).encode()))
 
     def discard(self, key: str) -> None:
         for path in self._paths(key):

@@ -21,6 +21,7 @@ from .engine import train_models
 from .inference import accuracy, predict_logits
 from .model import make_model
 from .profiles import Profile
+from .retrain_clock import CLOCK_VERSION, extrapolate, machine_name, measure
 from .store import CheckpointStore, CorruptCheckpoint, config_key
 from .training import TrainRecipe
 
@@ -91,6 +92,23 @@ class Zoo:
             self.world.barrier()
         self._original = self._get_or_train([config], images, labels, "original model")[0]
         return self._original
+
+    def retrain_clock(self) -> dict:
+        """How long one retraining from scratch takes the starter kit's way on this machine
+        (``retrain_clock``): measured once per store and machine, then read back."""
+        recipe = self.profile.retrain_recipe()
+        images, labels = self.data.x_train[self.splits.retain], self.data.y_train[self.splits.retain]
+        device = self.tensors.retain[0].device
+        what = {"version": CLOCK_VERSION, "machine": machine_name(device), "torch": torch.__version__,
+                "recipe": recipe.to_json(), "images": list(images.shape), "timed_steps": self.profile.clock_steps}
+        name = f"retrain_clock_{config_key(what)}"
+        if self.world.is_main and self.store.note(name) is None:
+            if self.progress:
+                tqdm.write(f"timing the starter kit's loop ({self.profile.clock_steps} steps) for the gate's retrain time")
+            rate = measure(images, labels, recipe, device, self.data.num_classes, self.profile.clock_steps)
+            self.store.save_note(name, what | {"images_per_second": rate, "seconds": extrapolate(rate, recipe, len(labels))})
+        self.world.barrier()
+        return self.store.note(name)
 
     def _retrained_config(self, index: int) -> dict:
         seed = RETRAINED_SEED_OFFSET + index

@@ -46,7 +46,7 @@ def mini_zoo(cifar, tmp_path_factory):
     from evaluation.store import CheckpointStore
     from evaluation.zoo import SplitTensors, Zoo
 
-    profile = Profile("test", 1000, 400, 10, 10, 64, 3, train_lr=0.01, augment=False)
+    profile = Profile("test", 1000, 400, 10, 10, 64, 3, clock_steps=2, train_lr=0.01, augment=False)
     splits = make_splits(len(cifar.y_train), len(cifar.y_test), seed=0, train_subset=1000, test_subset=400)
     store = CheckpointStore(tmp_path_factory.mktemp("store"))
     tensors = SplitTensors.build(cifar, splits, torch.device("cpu"))
