@@ -102,3 +102,24 @@ def test_crop_flip_matches_a_per_image_crop():
         # the label's image is the one in the crop: its tag 10000*i survives in the centre
         assert int(out[i, 0, 16, 16].item()) // 10000 == labels[i].item()
     assert 0.4 < flips / n < 0.6
+
+
+def test_crop_flip_equals_torchvision_on_real_images(cifar):
+    # The engine's augmentation against the starter kit's PIL transforms (RandomCrop(32, 4)
+    # pads the raw image with black, then HorizontalFlip, ToTensor, Normalize), window by
+    # window: same offsets and flips give the same normalised pixels.
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+
+    from data import CIFAR10_MEAN, CIFAR10_STD, crop_flip, draw_crop_flip, pad_black
+
+    raw = cifar.x_train[:64]
+    crops = draw_crop_flip(len(raw), torch.Generator().manual_seed(1))
+    ours = crop_flip(pad_black(to_tensors(raw, np.zeros(len(raw)))[0]), torch.arange(len(raw)), crops)
+    for i, image in enumerate(raw):
+        dy, dx, flip = crops[:, i].tolist()
+        pil = TF.crop(TF.pad(Image.fromarray(image), 4), dy, dx, 32, 32)
+        pil = TF.hflip(pil) if flip else pil
+        theirs = TF.normalize(TF.to_tensor(pil), CIFAR10_MEAN, CIFAR10_STD)
+        torch.testing.assert_close(ours[i], theirs, rtol=0, atol=1e-5)
+    assert 0 < crops[2].sum() < len(raw) and len(set(crops[0].tolist())) > 5
