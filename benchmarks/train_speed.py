@@ -10,7 +10,7 @@ In one run, on the same device and data (real CIFAR-10 images), times
 each for a measured number of steps after warm-up, and prints images/s, seconds
 per 30-epoch model on 45,000 images (extrapolated), and the speedups over (a).
 
-    python benchmarks/train_speed.py [--device cpu|cuda] [--models K[,K2...]] [--steps S] [--batch-size B]
+    python benchmarks/train_speed.py [--device cpu|cuda] [--models K[,K2...]] [--steps S] [--batch-size B] [--compile]
 """
 
 import argparse
@@ -28,7 +28,7 @@ from evaluation.training import TrainRecipe  # noqa: E402
 EPOCH_IMAGES, EPOCHS = 45_000, 30  # the retrained references of the full profile
 
 
-def engine(images, labels, batch_size, steps, n_models, graphs=None, fuse=1):
+def engine(images, labels, batch_size, steps, n_models, graphs=None, fuse=1, compile=False):
     """Images/s (summed over models) of the engine training ``n_models`` at once.
 
     An epoch is as many full batches as the images hold (at most ``steps``). The rate
@@ -43,7 +43,7 @@ def engine(images, labels, batch_size, steps, n_models, graphs=None, fuse=1):
 
     def seconds(epochs):
         return train_models(x, y, TrainRecipe(epochs=epochs, batch_size=batch_size), seeds, progress=False, graphs=graphs,
-                            fuse=fuse)[1]
+                            fuse=fuse, compile=compile)[1]
 
     seconds(1)  # process-wide first-use costs (CUDA context, library loading)
     return n_models * extra * per_epoch * batch_size / (seconds(1 + extra) - seconds(1))
@@ -57,6 +57,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=128, help="the starter kit's batch (128)")
     parser.add_argument("--data", default=None, help="CIFAR-10 .npz or torchvision root")
+    parser.add_argument("--compile", action="store_true", help="also time (b) and (c, streams) through torch.compile")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -78,8 +79,12 @@ def main(argv=None):
     if cuda:
         rates["b0: engine, 1 model, no graphs"] = engine(images, labels, args.batch_size, steps, 1, graphs=False)
     rates["b: engine, 1 model"] = engine(images, labels, args.batch_size, steps, 1)
+    if args.compile:
+        rates["b: engine, 1 model, compiled"] = engine(images, labels, args.batch_size, steps, 1, compile=True)
     for k in ks:
         rates[f"c: engine, {k} models, streams"] = engine(images, labels, args.batch_size, steps, k)
+        if args.compile:
+            rates[f"c: engine, {k} models, compiled"] = engine(images, labels, args.batch_size, steps, k, compile=True)
         rates[f"c: engine, {k} models, vmap"] = engine(images, labels, args.batch_size, steps, k, fuse=k)
     name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; batch {args.batch_size}; at least {steps} timed steps; starter kit after {warmup} warm-up")

@@ -47,9 +47,14 @@ class _GlobalMeanPool(torch.nn.Module):
 class ModelGroup:
     """K same-architecture models as stacked parameters and buffers (one model: the module itself)."""
 
-    def __init__(self, models: list[torch.nn.Module]):
+    def __init__(self, models: list[torch.nn.Module], compile: bool = False):
+        """``compile`` (one model only) runs its forward and backward as ``torch.compile``
+        kernels, which fuse BatchNorm and ReLU passes; the module keeps its parameters."""
         self.size = len(models)
         self.single = models[0] if self.size == 1 else None
+        if compile and self.single is None:
+            raise ValueError("compile applies to a group of one model (fuse=1)")
+        self._single_call = torch.compile(self.single, dynamic=False) if compile else self.single  # a graph per batch shape
         if self.single is not None:  # nothing to stack: the module is trained as it is
             return
         self.base = copy.deepcopy(models[0]).to("meta")
@@ -60,7 +65,7 @@ class ModelGroup:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` is ``[K, B, C, H, W]`` (one batch per model); returns ``[K, B, classes]``."""
         if self.single is not None:
-            return self.single(x[0].contiguous(memory_format=torch.channels_last))[None]
+            return self._single_call(x[0].contiguous(memory_format=torch.channels_last))[None]
         return vmap(self._call, in_dims=(0, 0, 0), randomness="different")(self.params, self.buffers_, x)
 
     def forward_shared(self, x: torch.Tensor) -> torch.Tensor:
@@ -246,12 +251,15 @@ class Trainer:
 
 
 def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10, progress: bool = True,
-                 desc: str = "train", record_losses: bool = False, graphs: bool | None = None, fuse: int = 1):
+                 desc: str = "train", record_losses: bool = False, graphs: bool | None = None, fuse: int = 1,
+                 compile: bool = False):
     """Train ``len(seeds)`` fresh ResNet-18s together on ``images`` (already on the device).
 
     ``graphs`` (default: on CUDA) replays each step as a CUDA graph. ``fuse`` models
     share one vmapped network (grouped convolutions); with 1 each model is its own
-    module, and on CUDA the models run on parallel streams. Returns
+    module, and on CUDA the models run on parallel streams. ``compile`` (with ``fuse``
+    1) trains each model through ``torch.compile``: the same numbers up to float noise
+    (tested on CPU), off by default because on CPU it measured slower. Returns
     ``(state_dicts, seconds, losses)``; ``losses`` is ``[steps, K]`` when
     ``record_losses`` (it synchronises every step, so only tests ask for it).
     """
@@ -259,7 +267,7 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
     models = [make_model(num_classes, seed=s).to(device) for s in seeds]
     if device.type == "cuda" or fuse == 1:  # measured faster on CPU too, for plain modules
         models = [m.to(memory_format=torch.channels_last) for m in models]
-    groups = [ModelGroup(models[g : g + fuse]).train() for g in range(0, len(models), fuse)]
+    groups = [ModelGroup(models[g : g + fuse], compile).train() for g in range(0, len(models), fuse)]
     optimizer = StackedSGD([p for group in groups for p in group.parameters()], recipe.lr, recipe.momentum,
                            recipe.weight_decay)
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]

@@ -107,3 +107,21 @@ def test_stacked_sgd_is_torch_sgd(graph_safe):
         for a, b in zip(mine, ref):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     assert not torch.equal(mine[0], start[0])
+
+
+def test_compiled_training_equals_eager():
+    """``compile=True`` trains the same model (the GPU speed option; on CPU it is slower)."""
+    from torch._dynamo.utils import counters
+
+    x, y = _data(64)
+    recipe = TrainRecipe(epochs=1, batch_size=32, lr=1e-4)
+    (eager_state,), _, eager = train_models(x, y, recipe, [5], progress=False, record_losses=True)
+    counters.clear()
+    (state,), _, compiled = train_models(x, y, recipe, [5], progress=False, record_losses=True, compile=True)
+    assert counters["stats"]["unique_graphs"] >= 1, "the model was not compiled"
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-4)
+    init = make_model(seed=5).state_dict()
+    moved, moved_eager = state["fc.weight"] - init["fc.weight"], eager_state["fc.weight"] - init["fc.weight"]
+    assert moved_eager.norm() > 0 and (moved - moved_eager).norm() <= 1e-3 * moved_eager.norm()
+    with pytest.raises(ValueError, match="group of one"):
+        train_models(x, y, recipe, [5, 6], progress=False, fuse=2, compile=True)
