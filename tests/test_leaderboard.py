@@ -1,6 +1,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 import main
@@ -50,7 +51,11 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     saved = json.loads((tmp_path / "leaderboard.json").read_text())
     assert [r["method"] for r in saved["rows"]][-2:] == ["raises", "leaves_nan"]
     assert (tmp_path / "leaderboard.png").stat().st_size > 5_000
-    assert "FAILED" in (tmp_path / "leaderboard.md").read_text()
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert "FAILED" in board
+    finetune = rows["finetune"]
+    assert finetune.time_ratio == pytest.approx(finetune.unlearn_seconds / finetune.retrain_seconds)
+    assert f"seconds per run / {rows['retrain'].unlearn_seconds:.1f} s" in board
     assert (tmp_path / "finetune" / "report.json").exists() and not (tmp_path / "raises").exists()
 
 
