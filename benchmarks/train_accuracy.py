@@ -5,7 +5,7 @@ PIL transforms, DataLoader, fp32, one model at a time) and the engine's (all see
 once; bf16 and CUDA graphs on CUDA), and prints each model's test accuracy, the means
 and their difference. Target (issue 6): within 1 point, averaged over a few seeds.
 
-    python benchmarks/train_accuracy.py [--train 45000] [--epochs 30] [--seeds 3] [--device cpu|cuda]
+    python benchmarks/train_accuracy.py [--train 45000] [--epochs 30] [--seeds 3] [--device cpu|cuda] [--compile]
 """
 
 import argparse
@@ -34,6 +34,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="the starter kit's DataLoader workers (speed only)")
     parser.add_argument("--data", default=None, help="CIFAR-10 .npz or torchvision root")
+    parser.add_argument("--compile", action="store_true", help="the engine trains through torch.compile")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -51,7 +52,8 @@ def main(argv=None):
     start = time.perf_counter()
     plain = [test_accuracy(starter_kit.train(x_train, y_train, recipe, s, device, workers=args.workers)[0]) for s in seeds]
     plain_seconds = time.perf_counter() - start
-    states, engine_seconds, _ = train_models(*to_tensors(x_train, y_train, device), recipe, seeds, progress=False)
+    states, engine_seconds, _ = train_models(*to_tensors(x_train, y_train, device), recipe, seeds, progress=False,
+                                             compile=args.compile)
     engine = []
     for state in states:
         model = make_model().to(device)
