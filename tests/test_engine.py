@@ -125,3 +125,26 @@ def test_compiled_training_equals_eager():
     assert moved_eager.norm() > 0 and (moved - moved_eager).norm() <= 1e-3 * moved_eager.norm()
     with pytest.raises(ValueError, match="group of one"):
         train_models(x, y, recipe, [5, 6], progress=False, fuse=2, compile=True)
+
+
+def test_learning_rate_schedule_is_the_starter_kits(cifar, monkeypatch):
+    """Step by step the engine trains at the lr the starter kit's LambdaLR gives (last batch
+    short). On CPU both updates are a torch.optim.SGD step, which records its lr here."""
+    from data import to_tensors
+    from evaluation import starter_kit
+
+    images, labels = cifar.x_train[:80], cifar.y_train[:80]
+    recipe = TrainRecipe(epochs=2, batch_size=32)  # 3 steps per epoch
+    used = []
+    real_step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    starter_kit.train(images, labels, recipe, 0, "cpu", workers=0, num_classes=10)
+    kit, used[:] = used[:], []
+    train_models(*to_tensors(images, labels), recipe, [0], progress=False)
+    assert len(kit) == 6 and kit[0] == recipe.lr and kit[-1] < kit[1]
+    assert used == pytest.approx(kit, rel=1e-12)
