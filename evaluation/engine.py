@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from data.tensors import CROP_PADDING, crop_flip, draw_crop_flip, pad_black
 
 from .model import make_model
+from .training import cosine_factor
 
 
 class _GlobalMeanPool(torch.nn.Module):
@@ -284,7 +285,7 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
     for _ in range(recipe.epochs):
         plan = batches.draw_epoch()
         for s in range(steps_per_epoch):
-            optimizer.set_lr(recipe.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps)))  # per-step cosine
+            optimizer.set_lr(recipe.lr * cosine_factor(step, total_steps))
             loss = trainer.step(plan[:, :, s * recipe.batch_size : (s + 1) * recipe.batch_size])
             step += 1
             bar.update(1)

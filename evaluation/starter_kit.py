@@ -11,7 +11,6 @@ this harness's engine), and the baseline the engine's benchmarks are measured ag
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from data import CIFAR10_MEAN, CIFAR10_STD
 
 from .model import make_model
-from .training import TrainRecipe
+from .training import TrainRecipe, cosine_factor
 
 STARTER_KIT_WORKERS = 2
 
@@ -68,7 +67,7 @@ def train(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, seed: int
     total = recipe.epochs * len(loader)
     if total <= warmup or (max_steps is not None and max_steps <= warmup):
         raise ValueError(f"nothing to time: {min(total, max_steps or total)} steps with {warmup} of warm-up")
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_factor(s, total))
     step, start, seen = 0, None, 0
     for _ in range(recipe.epochs):
         for x, y in loader:

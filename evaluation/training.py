@@ -7,6 +7,7 @@ one model or several at once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 
@@ -23,3 +24,8 @@ class TrainRecipe:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def cosine_factor(step: int, total_steps: int) -> float:
+    """The recipe's per-step cosine schedule: the fraction of the base lr at ``step`` (0-based)."""
+    return 0.5 * (1 + math.cos(math.pi * step / total_steps))
