@@ -4,7 +4,8 @@ In one run, on the same device and data (real CIFAR-10 images), times
   (a) the starter-kit style loop: torchvision transforms (RandomCrop(32, 4),
       RandomHorizontalFlip, ToTensor, Normalize) per image, a DataLoader with 2
       workers, fp32, one model;
-  (b) the engine with one model (on CUDA also (b0): the same without CUDA graphs);
+  (b) the engine with one model (on CUDA also (b0): the same without CUDA graphs),
+      with and without the small-input convolutions as matrix products;
   (c) the engine with K models at once, for each K asked for: K plain modules (on
       CUDA on parallel streams), and K models fused into one vmapped network;
 each for a measured number of steps after warm-up, and prints images/s, seconds
@@ -28,7 +29,7 @@ from evaluation.training import TrainRecipe  # noqa: E402
 EPOCH_IMAGES, EPOCHS = 45_000, 30  # the retrained references of the full profile
 
 
-def engine(images, labels, batch_size, steps, n_models, graphs=None, fuse=1, compile=False):
+def engine(images, labels, batch_size, steps, n_models, graphs=None, fuse=1, compile=False, small_convs=None):
     """Images/s (summed over models) of the engine training ``n_models`` at once.
 
     An epoch is as many full batches as the images hold (at most ``steps``). The rate
@@ -43,7 +44,7 @@ def engine(images, labels, batch_size, steps, n_models, graphs=None, fuse=1, com
 
     def seconds(epochs):
         return train_models(x, y, TrainRecipe(epochs=epochs, batch_size=batch_size), seeds, progress=False, graphs=graphs,
-                            fuse=fuse, compile=compile)[1]
+                            fuse=fuse, compile=compile, small_convs=small_convs)[1]
 
     seconds(1)  # process-wide first-use costs (CUDA context, library loading)
     return n_models * extra * per_epoch * batch_size / (seconds(1 + extra) - seconds(1))
@@ -79,19 +80,27 @@ def main(argv=None):
     if cuda:
         rates["b0: engine, 1 model, no graphs"] = engine(images, labels, args.batch_size, steps, 1, graphs=False)
     rates["b: engine, 1 model"] = engine(images, labels, args.batch_size, steps, 1)
+    # The small-input convolutions as matrix products: the engine's default on CPU only,
+    # so each device also times the other choice.
+    toggled = "small convs as matmuls" if cuda else "every conv a convolution"
+    rates[f"b: engine, 1 model, {toggled}"] = engine(images, labels, args.batch_size, steps, 1, small_convs=cuda)
     if args.compile:
         rates["b: engine, 1 model, compiled"] = engine(images, labels, args.batch_size, steps, 1, compile=True)
     for k in ks:
         rates[f"c: engine, {k} models, streams"] = engine(images, labels, args.batch_size, steps, k)
+        if cuda:
+            rates[f"c: engine, {k} models, streams, {toggled}"] = engine(images, labels, args.batch_size, steps, k,
+                                                                          small_convs=True)
         if args.compile:
             rates[f"c: engine, {k} models, compiled"] = engine(images, labels, args.batch_size, steps, k, compile=True)
         rates[f"c: engine, {k} models, vmap"] = engine(images, labels, args.batch_size, steps, k, fuse=k)
     name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; batch {args.batch_size}; at least {steps} timed steps; starter kit after {warmup} warm-up")
-    print(f"{'':32s}{'images/s':>10s}{'s per 30-epoch model':>22s}{'speedup vs a':>14s}")
+    width = max(len(label) for label in rates) + 2
+    print(f"{'':{width}s}{'images/s':>10s}{'s per 30-epoch model':>22s}{'speedup vs a':>14s}")
     for label, rate in rates.items():
         per_model = EPOCHS * EPOCH_IMAGES / rate
-        print(f"{label:32s}{rate:10.0f}{per_model:22.2f}{rate / base:14.2f}")
+        print(f"{label:{width}s}{rate:10.0f}{per_model:22.2f}{rate / base:14.2f}")
     best = max(rate for label, rate in rates.items() if label.startswith("c:"))
     print(f"512 retrained references at the best (c) rate: {512 * EPOCHS * EPOCH_IMAGES / best / 60:.1f} min")
     return rates
