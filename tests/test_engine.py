@@ -62,7 +62,8 @@ def test_models_of_a_group_differ_and_load_into_torchvision():
         model.load_state_dict(state)
 
 
-def test_batched_inference_equals_one_model_at_a_time():
+@pytest.mark.parametrize("group_size", [2, None])  # None: on CPU one at a time, small convs as matmuls
+def test_batched_inference_equals_one_model_at_a_time(group_size):
     x, _ = _data(40)
     models = [torchvision.models.resnet18(weights=None, num_classes=10).eval() for _ in range(3)]
     for m in models:  # non-trivial running statistics
@@ -71,7 +72,7 @@ def test_batched_inference_equals_one_model_at_a_time():
             m(x)
         m.eval()
     states = [m.state_dict() for m in models]
-    together = predict_logits_many(states, x, batch_size=16, group_size=2)
+    together = predict_logits_many(states, x, batch_size=16, group_size=group_size)
     assert together.shape == (3, 40, 10)
     for k, m in enumerate(models):
         torch.testing.assert_close(together[k], predict_logits(m, x), rtol=1e-4, atol=1e-4)
