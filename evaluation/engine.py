@@ -42,6 +42,12 @@ from .small_convs import convs_as_matmuls
 from .training import cosine_factor
 
 
+def _small_convs_by_default(device: torch.device) -> bool:
+    """Where the small-input convolutions run as matrix products unless asked otherwise:
+    on CPU, where they measured faster; CUDA waits for a measurement (train_speed.py)."""
+    return device.type == "cpu"
+
+
 class _GlobalMeanPool(torch.nn.Module):
     """``AdaptiveAvgPool2d(1)`` as a mean: the same numbers, and vmap has a batching rule
     for it (adaptive pooling falls back to a slow per-model loop under vmap)."""
@@ -282,7 +288,7 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
     models = [make_model(num_classes, seed=s).to(device) for s in seeds]
     if device.type == "cuda" or fuse == 1:  # measured faster on CPU too, for plain modules
         models = [m.to(memory_format=torch.channels_last) for m in models]
-    if device.type == "cpu" if small_convs is None else small_convs:
+    if _small_convs_by_default(device) if small_convs is None else small_convs:
         for model in models:
             convs_as_matmuls(model, tuple(images.shape[1:]))
     groups = [ModelGroup(models[g : g + fuse], compile).train() for g in range(0, len(models), fuse)]
@@ -325,12 +331,12 @@ def predict_logits_many(states: list[dict], images: torch.Tensor, num_classes: i
     default is one model at a time, with the small-input convolutions as matrix
     products: 1,900 to 2,000 model-images/s there, against 650 to 750 for groups of 8.
     """
-    on_cpu = images.device.type == "cpu"
-    group_size = group_size or (1 if on_cpu else 8)
+    group_size = group_size or (1 if images.device.type == "cpu" else 8)
+    small_convs_for = tuple(images.shape[1:]) if _small_convs_by_default(images.device) else None
     outs = []
     for g in range(0, len(states), group_size):
         group = ModelGroup.from_state_dicts(states[g : g + group_size], num_classes, images.device,
-                                            small_convs_for=tuple(images.shape[1:]) if on_cpu else None).train(False)
+                                            small_convs_for).train(False)
         chunks = [group.forward_shared(images[s : s + batch_size]).float() for s in range(0, images.shape[0], batch_size)]
         outs.append(torch.cat(chunks, dim=1))
     return torch.cat(outs)

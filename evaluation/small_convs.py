@@ -71,7 +71,7 @@ class SmallInputConv2d(torch.nn.Conv2d):
         if tuple(x.shape[-2:]) != self.input_size:
             return super()._conv_forward(x, weight, bias)
         out_channels, in_channels = weight.shape[:2]
-        positions = self.selection.shape[-1] // (self.input_size[0] * self.input_size[1])
+        positions = self.output_size[0] * self.output_size[1]
         dense = weight.reshape(out_channels * in_channels, -1) @ self.selection  # [O*C, Po*Pi]
         dense = dense.view(out_channels, in_channels, positions, -1).transpose(1, 2)
         dense = dense.reshape(out_channels * positions, -1)  # [(O, Po), (C, Pi)]
