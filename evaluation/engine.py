@@ -19,8 +19,8 @@ layer4 on 32x32 images) run as matrix products that skip the padded taps
 Models can also be fused (``fuse``): their parameters and BatchNorm buffers stacked
 (``torch.func.stack_module_state``) and the forward ``vmap``-ed, which turns every
 convolution into one grouped convolution. On an H100 that measured half the speed
-of parallel streams (benchmarks/RESULTS.md), so training defaults to plain modules;
-batched inference (``predict_logits_many``) uses the fused form on CUDA.
+of parallel streams (benchmarks/RESULTS.md), so training defaults to plain modules,
+and inference (``predict_logits_many``) runs one model at a time unless asked to fuse.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from data.tensors import CROP_PADDING, crop_flip, draw_crop_flip, pad_black
 
+from .inference import predict_logits
 from .model import make_model
 from .small_convs import convs_as_matmuls
 from .training import cosine_factor
@@ -324,19 +325,26 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
 
 @torch.no_grad()
 def predict_logits_many(states: list[dict], images: torch.Tensor, num_classes: int = 10, batch_size: int = 1024,
-                        group_size: int | None = None) -> torch.Tensor:
+                        group_size: int = 1, small_convs: bool | None = None) -> torch.Tensor:
     """float32 logits ``[K, n, classes]`` of several models (eval mode) over the same images.
 
-    ``group_size`` models share one vmapped forward (default 8 on CUDA). On CPU the
-    default is one model at a time, with the small-input convolutions as matrix
-    products: 1,900 to 2,000 model-images/s there, against 650 to 750 for groups of 8.
+    By default one model at a time, as ``predict_logits`` runs it, with the small-input
+    convolutions as matrix products on CPU (``small_convs`` overrides that, as in
+    ``train_models``); ``group_size`` > 1 shares one vmapped forward among that many
+    models. On the 2-core CPU one at a time ran 1,750 to 2,050 model-images/s, against
+    1,100 to 1,300 for vmapped groups; the small convs made no difference beyond noise
+    there (benchmarks/inference_speed.py, which times every choice on any device).
     """
-    group_size = group_size or (1 if images.device.type == "cpu" else 8)
-    small_convs_for = tuple(images.shape[1:]) if _small_convs_by_default(images.device) else None
+    if small_convs is None:
+        small_convs = _small_convs_by_default(images.device)
+    small_convs_for = tuple(images.shape[1:]) if small_convs else None
     outs = []
     for g in range(0, len(states), group_size):
         group = ModelGroup.from_state_dicts(states[g : g + group_size], num_classes, images.device,
                                             small_convs_for).train(False)
+        if group.single is not None:
+            outs.append(predict_logits(group.single, images, batch_size)[None])
+            continue
         chunks = [group.forward_shared(images[s : s + batch_size]).float() for s in range(0, images.shape[0], batch_size)]
         outs.append(torch.cat(chunks, dim=1))
-    return torch.cat(outs)
+    return torch.cat(outs) if outs else torch.empty(0, images.shape[0], num_classes, device=images.device)

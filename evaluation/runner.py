@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from data import make_loader
 
 from . import metric
-from .inference import accuracy, per_example_losses, predict_logits
 from .mia import simple_mia
+from .scoring import ModelScores, score_model
 from .zoo import SplitTensors, Zoo
 
 MIA_MODELS = 8  # the MIA is a side view: averaged over at most this many models per kind
@@ -61,29 +61,6 @@ def time_limit(seconds: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-@dataclass
-class ModelScores:
-    retain_acc: float
-    forget_acc: float
-    test_acc: float
-    forget_confs: np.ndarray
-    forget_losses: np.ndarray
-    test_losses: np.ndarray
-
-
-def score_model(model: torch.nn.Module, tensors: SplitTensors) -> ModelScores:
-    logits = {name: predict_logits(model, getattr(tensors, name)[0]) for name in ("retain", "forget", "test")}
-    forget_y, test_y = tensors.forget[1], tensors.test[1]
-    return ModelScores(
-        retain_acc=accuracy(logits["retain"], tensors.retain[1]),
-        forget_acc=accuracy(logits["forget"], forget_y),
-        test_acc=accuracy(logits["test"], test_y),
-        forget_confs=metric.logit_scaled_confidence(logits["forget"], forget_y),
-        forget_losses=per_example_losses(logits["forget"], forget_y),
-        test_losses=per_example_losses(logits["test"], test_y),
-    )
 
 
 def seed_everything(seed: int) -> None:
@@ -161,10 +138,9 @@ class References:
 def score_references(zoo: Zoo) -> References:
     n_models = zoo.profile.num_models
     metric.max_measurable_epsilon(n_models)  # fails early, with the metric's message, for N < 3
-    original, original_record = zoo.original()
+    original, original_record = zoo.original_scores()
     retrained, _ = _score_retrained(zoo, range(n_models))
-    return References(score_model(original, zoo.tensors), original_record["train_seconds"], retrained,
-                      zoo.retrain_clock())
+    return References(original, original_record["train_seconds"], retrained, zoo.retrain_clock())
 
 
 def _score_retrained(zoo: Zoo, indices) -> tuple[list, list]:
@@ -173,8 +149,8 @@ def _score_retrained(zoo: Zoo, indices) -> tuple[list, list]:
     zoo.ensure_retrained(indices)
     mine = {}
     for i in zoo.world.shard(indices):
-        model, record = zoo.retrained(i)
-        mine[i] = (score_model(model, zoo.tensors), record["train_seconds"])
+        scores, record = zoo.retrained_scores(i)
+        mine[i] = (scores, record["train_seconds"])
     everything = zoo.world.gather(mine)
     return [everything[i][0] for i in indices], [everything[i][1] for i in indices]
 

@@ -5,7 +5,9 @@ accuracies, training time and the file's sha256). Both are written to a temporar
 file and renamed into place, the JSON last, so a model exists only once both are
 complete: an interrupted run leaves no half-written model behind, and a rerun
 trains only what is missing. ``manifest.json`` lists every model in the store;
-``notes/`` keeps small measurements made once per store (the retrain clock).
+``notes/`` keeps small measurements made once per store (the retrain clock);
+``arrays/`` keeps numbers computed from a model (its scores), so that they are
+computed once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import os
 import pathlib
 import tempfile
 import time
+import zipfile
 
+import numpy as np
 import torch
 
 
@@ -57,8 +61,9 @@ class CheckpointStore:
         except Exception as e:
             raise CorruptCheckpoint(f"checkpoint {weights} cannot be loaded: {e}") from None
 
-    def save(self, key: str, state_dict: dict, config: dict, **info) -> dict:
-        """Write the weights then the record, each atomically; return the record."""
+    def save(self, key: str, state_dict: dict, config: dict, manifest: bool = True, **info) -> dict:
+        """Write the weights then the record, each atomically; return the record. A caller
+        saving many models at once passes ``manifest=False`` and writes it once after them."""
         weights, record_path = self._paths(key)
         state = {k: v.detach().cpu() for k, v in state_dict.items()}
         _atomic_write(weights, lambda f: torch.save(state, f))
@@ -70,7 +75,8 @@ class CheckpointStore:
             **info,
         }
         _atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=1).encode()))
-        self.write_manifest()
+        if manifest:
+            self.write_manifest()
         return record
 
     def note(self, name: str) -> dict | None:
@@ -86,6 +92,19 @@ class CheckpointStore:
         path = self.root / "notes" / f"{name}.json"
         path.parent.mkdir(exist_ok=True)
         _atomic_write(path, lambda f: f.write(json.dumps(value, indent=1).encode()))
+
+    def arrays(self, name: str) -> dict[str, np.ndarray] | None:
+        """The arrays saved with ``save_arrays`` (None if missing or unreadable: recompute them)."""
+        try:
+            with np.load(self.root / "arrays" / f"{name}.npz", allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return None
+
+    def save_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        path = self.root / "arrays" / f"{name}.npz"
+        path.parent.mkdir(exist_ok=True)
+        _atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def discard(self, key: str) -> None:
         for path in self._paths(key):

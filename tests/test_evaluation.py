@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from evaluation import metric
-from evaluation.runner import evaluate, method_loaders, score_model
+from evaluation.runner import evaluate, method_loaders
+from evaluation.scoring import score_model
 from methods.finetune import Finetune
 
 

@@ -73,3 +73,17 @@ def test_zoo_reuses_and_resumes(mini_zoo, monkeypatch):
     mini_zoo.store.discard(key)
     list(mini_zoo.retrained_models(3))
     assert trained == [1001]
+
+
+def test_arrays_roundtrip_and_unreadable_is_none(tmp_path):
+    import numpy as np
+
+    s = CheckpointStore(tmp_path)
+    assert s.arrays("scores_a") is None
+    s.save_arrays("scores_a", {"confs": np.arange(5, dtype=np.float64), "acc": np.float64(0.25)})
+    back = s.arrays("scores_a")
+    np.testing.assert_array_equal(back["confs"], np.arange(5.0))
+    assert back["confs"].dtype == np.float64 and float(back["acc"]) == 0.25
+    (tmp_path / "arrays" / "scores_a.npz").write_bytes(b"\x00" * 10)
+    assert s.arrays("scores_a") is None
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -1,0 +1,63 @@
+"""What the score needs from one model: its accuracies on retain, forget and test, and
+its per-example confidences and losses on forget and test, all from fp32 logits.
+
+References and unlearned models go through the same inference path
+(``predict_logits_many``), so the metric never compares numbers computed two ways.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from . import metric
+from .engine import predict_logits_many
+from .inference import accuracy, per_example_losses
+
+SPLITS = ("retain", "forget", "test")
+
+
+@dataclass
+class ModelScores:
+    retain_acc: float
+    forget_acc: float
+    test_acc: float
+    forget_confs: np.ndarray
+    forget_losses: np.ndarray
+    test_losses: np.ndarray
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "ModelScores":
+        """The inverse of ``to_arrays`` (accepts an open ``np.load`` archive)."""
+        values = {f.name: arrays[f.name] for f in fields(cls)}
+        return cls(**{k: float(v) if v.ndim == 0 else np.array(v) for k, v in values.items()})
+
+
+def scores_from_logits(logits: dict[str, torch.Tensor], tensors) -> ModelScores:
+    """``logits`` maps each of SPLITS to ``[n, classes]``; ``tensors`` holds the labels (SplitTensors)."""
+    forget_y, test_y = tensors.forget[1], tensors.test[1]
+    return ModelScores(
+        retain_acc=accuracy(logits["retain"], tensors.retain[1]),
+        forget_acc=accuracy(logits["forget"], forget_y),
+        test_acc=accuracy(logits["test"], test_y),
+        forget_confs=metric.logit_scaled_confidence(logits["forget"], forget_y),
+        forget_losses=per_example_losses(logits["forget"], forget_y),
+        test_losses=per_example_losses(logits["test"], test_y),
+    )
+
+
+def score_states(states: list[dict], tensors, num_classes: int) -> list[ModelScores]:
+    """Scores of several models given as ``resnet18`` state dicts, batched over models."""
+    logits = {name: predict_logits_many(states, getattr(tensors, name)[0], num_classes) for name in SPLITS}
+    return [scores_from_logits({name: logits[name][k] for name in SPLITS}, tensors) for k in range(len(states))]
+
+
+def score_model(model: torch.nn.Module, tensors) -> ModelScores:
+    """Scores of one model (left unchanged)."""
+    num_classes = model.fc.out_features
+    return score_states([model.state_dict()], tensors, num_classes)[0]
