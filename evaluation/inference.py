@@ -12,7 +12,8 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int
     """float32 logits ``[n, classes]`` on the images' device, model in eval mode.
 
     Kept in float32 (no autocast): the metric's confidences are taken in float64
-    from these logits and bf16 would blur them.
+    from these logits and bf16 would blur them. (On CUDA, cuDNN's default TF32 still
+    applies to the convolutions; every model of an evaluation is scored the same way.)
     """
     was_training = model.training
     model.eval()
