@@ -71,7 +71,7 @@ class Zoo:
             "data": self.data.fingerprint(),
             "split_seed": self.splits.seed,
             "forget_hash": self.splits.forget_hash(),
-            "train_indices": hashlib.sha256(np.sort(indices).tobytes()).hexdigest()[:16],
+            "train_indices": _indices_hash(np.sort(indices)),
             "recipe": recipe.to_json(),
             "model_seed": seed,
             "arch": "torchvision.resnet18",
@@ -229,4 +229,5 @@ class Zoo:
 
 
 def _indices_hash(indices: np.ndarray) -> str:
+    """A short hash of indices in their order (sort them first where order does not matter)."""
     return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:16]
