@@ -47,6 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--method-timeout", type=float, default=None,
                    help="seconds one unlearning run may take before the method is recorded as failed")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--ceiling", action="store_true",
+                   help="with -m NAME: also train N more references, if the store lacks them, and score retraining "
+                        "as a method, the ceiling that F / F_retrain is measured against (-m all always does; "
+                        "without the flag it is reported whenever the store already holds them)")
     p.add_argument("--resume", action="store_true",
                    help="with -m all: reuse each method's report.json in --out made with the same profile, N, "
                         "seeds, data and device (a rerun after an interruption redoes only the missing methods)")
@@ -132,6 +136,7 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
               world=world)
     out = pathlib.Path(args.out)
     context = {
+        "report_version": REPORT_VERSION,
         "profile": profile.to_json(),
         "seed": args.seed,
         "run_seeds": list(range(profile.num_models)),
@@ -145,14 +150,20 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
         return run_leaderboard(methods, zoo, out, context, args.gate, progress, args.method_timeout, args.resume)
     (name, method_cls), = methods.items()
     started = time.perf_counter()
-    from evaluation.runner import MethodFailed, evaluate
+    from evaluation.comparison import versus_ceiling
+    from evaluation.runner import MethodFailed, evaluate, measured_ceiling, score_references
 
+    references = score_references(zoo)
     try:
-        result = evaluate(method_cls, name, zoo, gate=args.gate, progress=progress, time_limit_s=args.method_timeout)
+        result = evaluate(method_cls, name, zoo, gate=args.gate, progress=progress, references=references,
+                          time_limit_s=args.method_timeout)
     except MethodFailed as e:
         if world.is_main:
             write_failure(out / name, name, str(e), context)
         raise RunFailed(f"{name} failed: {e}") from None
+    ceiling = measured_ceiling(zoo, args.gate, references, train=args.ceiling)
+    if ceiling is not None:
+        result.ceiling = versus_ceiling(result, ceiling)
     if world.is_main:
         write_result(result, out / name, splits, context | {"wall_seconds": time.perf_counter() - started})
     return result.to_json() | context
@@ -191,7 +202,9 @@ def write_result(result, out_dir: pathlib.Path, splits, context: dict) -> None:
 
 
 # What a reused report must share with this run to stand in for it.
-RESUME_KEYS = ("profile", "seed", "run_seeds", "gate", "sizes", "world_size")
+RESUME_KEYS = ("report_version", "profile", "seed", "run_seeds", "gate", "sizes", "world_size")
+# Bump when reports gain fields a leaderboard needs: an older report is then run again, not reused.
+REPORT_VERSION = 2  # 2: intervals and the ceiling
 
 
 def reusable_result(path: pathlib.Path, context: dict):
@@ -205,7 +218,7 @@ def reusable_result(path: pathlib.Path, context: dict):
     same = all(report.get(k) == context.get(k) for k in RESUME_KEYS)
     for section, key in (("data", "fingerprint"), ("environment", "device")):
         same = same and report.get(section, {}).get(key) == context.get(section, {}).get(key)
-    if not same or report.get("status") == "failed":
+    if not same or report.get("status") == "failed" or not report.get("intervals"):
         return None
     try:
         return EvaluationResult(**{f.name: report[f.name] for f in dataclasses.fields(EvaluationResult)})
@@ -216,40 +229,45 @@ def reusable_result(path: pathlib.Path, context: dict):
 def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: float, progress: bool,
                     time_limit_s: float | None = None, resume: bool = False) -> dict:
     """Every method against the same cached references; a failing method gets a failed row.
-
-    With ``resume``, a method whose report in ``out`` matches this run is not run again.
+    The first row scores retraining as a method: the ceiling every method's report is placed
+    against. With ``resume``, a method whose report in ``out`` matches this run is not run again.
     """
-    from evaluation.leaderboard import Row, markdown_table, write_leaderboard
+    from evaluation.comparison import CEILING, versus_ceiling
+    from evaluation.leaderboard import build, markdown_table, write_leaderboard
     from evaluation.runner import MethodFailed, evaluate, evaluate_retraining, score_references
 
     references = score_references(zoo)
-    rows = []
-    for name, make in [("retrain", None)] + list(methods.items()):
+    results, failures, ceiling = [], {}, None
+    for name, make in [(CEILING, None)] + list(methods.items()):
         started = time.perf_counter()
         saved = reusable_result(out / name / "report.json", context) if resume else None
         if saved is not None:
             if zoo.world.is_main:
                 print(f"{name}: reusing {out / name / 'report.json'} (--resume)")
-            rows.append(Row.from_result(saved))
+            results.append(saved)
+            ceiling = saved if name == CEILING else ceiling
             continue
         try:
             if make is None:
-                result = evaluate_retraining(zoo, gate, references)
+                result = ceiling = evaluate_retraining(zoo, gate, references)
             else:
                 result = evaluate(make, name, zoo, gate, progress, references, time_limit_s)
+                if ceiling is not None:
+                    result.ceiling = versus_ceiling(result, ceiling)
         except Exception as e:  # a broken method must not stop the others
             reason = str(e) if isinstance(e, MethodFailed) else f"{type(e).__name__}: {e}"
             if zoo.world.is_main:
                 print(f"{name} failed: {reason}", file=sys.stderr)
-            rows.append(Row.failed(name, reason))
+            failures[name] = reason
             continue
         if zoo.world.is_main:
             write_result(result, out / name, zoo.splits, context | {"wall_seconds": time.perf_counter() - started})
-        rows.append(Row.from_result(result))
+        results.append(result)
+    board = build(results, failures)
     if zoo.world.is_main:
-        path = write_leaderboard(rows, out, context)
-        print(f"\n{markdown_table(rows)}\n\nleaderboard: {path}")
-    return {"rows": rows} | context
+        path = write_leaderboard(board, out, context)
+        print(f"\n{markdown_table(board)}\n\nleaderboard: {path}")
+    return {"rows": board.rows, "leaderboard": board} | context
 
 
 def main(argv=None) -> int:

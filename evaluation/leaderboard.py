@@ -1,26 +1,18 @@
-"""Every method against the same references: one row each, as Markdown, JSON and a plot."""
+"""Every method against the same references: one row each, with 95% intervals, the
+ceiling-normalised F and paired comparisons, as Markdown, JSON and a plot."""
 
 from __future__ import annotations
 
 import json
 import math
 import pathlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+from .comparison import CEILING, difference, paired_differences, versus_ceiling
+from .intervals import CONFIDENCE, RESAMPLES, Interval
 from .runner import EvaluationResult
 
-COLUMNS = (
-    ("method", "method", "{}"),
-    ("forget_quality", "F", "{:.4f}"),
-    ("final_score", "final", "{:.4f}"),
-    ("retain_acc", "retain acc", "{:.4f}"),
-    ("test_acc", "test acc", "{:.4f}"),
-    ("forget_acc", "forget acc", "{:.4f}"),
-    ("mia", "MIA", "{:.3f}"),
-    ("unlearn_seconds", "s per run", "{:.1f}"),
-    ("time_ratio", "time ratio", "{:.3f}"),
-    ("gate", "gate", "{}"),
-)
+BASELINE = "finetune"  # the competition's baseline: every row's paired difference is taken against it
 
 
 @dataclass
@@ -38,9 +30,13 @@ class Row:
     retrain_seconds: float = math.nan  # the gate's yardstick, the same in every row
     time_ratio: float = math.nan
     gate: str = "-"
+    intervals: dict = field(default_factory=dict)  # score -> Interval (F, final score, accuracies)
+    normalised_forget_quality: Interval | None = None  # F / F_retrain, paired
+    versus_baseline: Interval | None = None  # final score minus the baseline's, paired
 
     @classmethod
-    def from_result(cls, result: EvaluationResult) -> "Row":
+    def from_result(cls, result: EvaluationResult, normalised: Interval | None = None,
+                    versus_baseline: Interval | None = None) -> "Row":
         u, t = result.unlearned, result.timing
         return cls(
             method=result.method,
@@ -54,11 +50,41 @@ class Row:
             retrain_seconds=t["retrain_seconds"],
             time_ratio=t["time_ratio"],
             gate="pass" if t["passes_gate"] else "fail",
+            intervals={k: Interval.from_json(v) for k, v in result.intervals.items()},
+            normalised_forget_quality=normalised,
+            versus_baseline=versus_baseline,
         )
 
     @classmethod
     def failed(cls, method: str, error: str) -> "Row":
         return cls(method=method, status="failed", error=error.splitlines()[0][:300] if error else "failed")
+
+
+@dataclass
+class Leaderboard:
+    rows: list[Row]
+    pairs: list[dict]  # comparison.paired_differences of the rows that ran
+    baseline: str | None  # the row every other is compared with ("vs finetune"), if it ran
+    ceiling: str | None  # the retraining row, if it ran
+
+
+def build(results: list[EvaluationResult], failures: dict[str, str] | None = None,
+          baseline: str = BASELINE, ceiling: str = CEILING) -> Leaderboard:
+    """Rows for ``results`` (and failed rows for ``failures``: name -> reason), with the
+    paired comparisons: every method against the ceiling row and the baseline row."""
+    by_name = {r.method: r for r in results}
+    pairs = paired_differences(results)
+    ceiling_result = by_name.get(ceiling)
+    rows = []
+    for result in results:
+        normalised = None
+        if ceiling_result is not None:
+            normalised = Interval.from_json(versus_ceiling(result, ceiling_result)["normalised_forget_quality"])
+        versus = difference(pairs, result.method, baseline) if baseline in by_name and result.method != baseline else None
+        rows.append(Row.from_result(result, normalised, versus))
+    rows += [Row.failed(name, reason) for name, reason in (failures or {}).items()]
+    return Leaderboard(rows, pairs, baseline if baseline in by_name else None,
+                       ceiling if ceiling_result is not None else None)
 
 
 def ranked(rows: list[Row]) -> list[Row]:
@@ -67,49 +93,134 @@ def ranked(rows: list[Row]) -> list[Row]:
     return ok + [r for r in rows if r.status != "ok"]
 
 
-def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in ranked(rows):
+def _cell(interval: Interval | None, separated_from: float | None = None, spec: str = ".3f") -> str:
+    """An interval as text; bold when it excludes ``separated_from`` (separated at 95%)."""
+    if interval is None:
+        return "-"
+    text = format(interval, spec)
+    return f"**{text}**" if separated_from is not None and interval.excludes(separated_from) else text
+
+
+def _columns(board: Leaderboard):
+    """(header, cell of a row) for each column of the Markdown table."""
+    columns = [
+        ("method", lambda r: r.method),
+        ("F", lambda r: _cell(r.intervals.get("forget_quality"))),
+    ]
+    if board.ceiling:
+        columns.append((f"F / F_{board.ceiling}", lambda r: _cell(r.normalised_forget_quality, 1.0, ".2f")))
+    columns.append(("final", lambda r: _cell(r.intervals.get("final_score"))))
+    if board.baseline:
+        columns.append((f"final - {board.baseline}", lambda r: _cell(r.versus_baseline, 0.0, "+.3f")))
+    columns += [
+        ("retain acc", lambda r: _cell(r.intervals.get("retain_acc"))),
+        ("test acc", lambda r: _cell(r.intervals.get("test_acc"))),
+        ("forget acc", lambda r: _cell(r.intervals.get("forget_acc"))),
+        ("MIA", lambda r: f"{r.mia:.3f}"),
+        ("s per run", lambda r: f"{r.unlearn_seconds:.1f}"),
+        ("time ratio", lambda r: f"{r.time_ratio:.3f}"),
+        ("gate", lambda r: r.gate),
+    ]
+    return columns
+
+
+def markdown_table(board: Leaderboard | list[Row]) -> str:
+    if not isinstance(board, Leaderboard):
+        board = Leaderboard(board, [], None, None)
+    columns = _columns(board)
+    lines = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for r in ranked(board.rows):
         if r.status != "ok":
-            lines.append(f"| {r.method} | FAILED: {r.error} |" + " |" * (len(COLUMNS) - 2))
+            lines.append(f"| {r.method} | FAILED: {r.error} |" + " |" * (len(columns) - 2))
             continue
-        lines.append("| " + " | ".join(fmt.format(getattr(r, key)) for key, _, fmt in COLUMNS) + " |")
+        lines.append("| " + " | ".join(cell(r) for _, cell in columns) + " |")
     return "\n".join(lines)
 
 
-def write_leaderboard(rows: list[Row], out_dir, context: dict) -> pathlib.Path:
+def pairwise_table(board: Leaderboard) -> str:
+    """Final score, row against column: ``>`` when the row is higher at 95% (the paired
+    difference's interval is above 0), ``<`` when lower, ``~`` when not separated."""
+    names = [r.method for r in ranked(board.rows) if r.status == "ok"]
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for a in names:
+        cells = []
+        for b in names:
+            d = difference(board.pairs, a, b) if a != b else None
+            cells.append("" if d is None else ">" if d.low > 0 else "<" if d.high < 0 else "~")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def explanation(board: Leaderboard, context: dict) -> str:
+    """What the columns mean, under the leaderboard's title."""
+    lines = [f"Every score with its {CONFIDENCE:.0%} interval (forget examples and models resampled, "
+             f"{RESAMPLES} resamples; README, \"The score\")."]
+    if board.ceiling:
+        lines.append(f"F / F_{board.ceiling}: the method's F divided by the F that retraining from scratch scores "
+                     "against the same references at this N, the most any method can expect (1 = as indistinguishable "
+                     "as retraining); bold when the interval excludes 1.")
+    if board.baseline:
+        lines.append(f"final - {board.baseline}: the paired difference in final score; bold when its interval "
+                     f"excludes 0, which is what \"better than {board.baseline} at 95%\" means.")
+    retrain = next((r.retrain_seconds for r in board.rows if r.status == "ok"), None)
+    if retrain is not None:
+        lines.append(f"time ratio: seconds per run / {retrain:.1f} s, one retraining from scratch the starter kit's "
+                     f"way on this machine; the gate is {context.get('gate', 0.2):.0%}.")
+    return "\n".join(lines)
+
+
+def write_leaderboard(board: Leaderboard, out_dir, context: dict) -> pathlib.Path:
     """``leaderboard.md``, ``leaderboard.json`` and ``leaderboard.png`` under ``out_dir``."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(rows)
     profile = context.get("profile", {})
-    header = f"# Leaderboard: profile {profile.get('name', '?')}, N = {profile.get('num_models', '?')}\n\n"
-    retrain = next((r.retrain_seconds for r in rows if r.status == "ok"), None)
-    if retrain is not None:
-        header += (f"time ratio: seconds per run / {retrain:.1f} s, one retraining from scratch the starter kit's "
-                   f"way on this machine; the gate is {context.get('gate', 0.2):.0%}\n\n")
-    (out / "leaderboard.md").write_text(header + table + "\n")
-    (out / "leaderboard.json").write_text(json.dumps({"rows": [asdict(r) for r in ranked(rows)]} | context, indent=1))
-    plot_leaderboard(rows, out / "leaderboard.png", context.get("gate", 0.2))
+    text = (f"# Leaderboard: profile {profile.get('name', '?')}, N = {profile.get('num_models', '?')}\n\n"
+            f"{explanation(board, context)}\n\n{markdown_table(board)}\n")
+    if len(board.pairs) > 0:
+        text += ("\n## Paired comparisons of the final score\n\n``>``: the row's final score is higher than the "
+                 "column's at 95% (paired), ``<``: lower, ``~``: not separated.\n\n" + pairwise_table(board) + "\n")
+    (out / "leaderboard.md").write_text(text)
+    payload = {"rows": [asdict(r) for r in ranked(board.rows)], "pairs": board.pairs, "baseline": board.baseline,
+               "ceiling": board.ceiling, "intervals": {"confidence": CONFIDENCE, "resamples": RESAMPLES}} | context
+    tmp = out / "leaderboard.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(out / "leaderboard.json")
+    plot_leaderboard(board, out / "leaderboard.png", context.get("gate", 0.2))
     return out / "leaderboard.md"
 
 
-def plot_leaderboard(rows: list[Row], path, gate: float = 0.2) -> None:
-    """Forget quality against cost: each method a point, the gate a line."""
+def plot_leaderboard(board: Leaderboard, path, gate: float = 0.2) -> None:
+    """Left: each method's final score with its interval, the baseline's and the ceiling's
+    values as lines. Right: forget quality (with its interval) against cost, the gate a line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if r.status == "ok"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in ok:
-        ax.scatter(r.time_ratio, r.forget_quality, s=40 + 200 * max(r.final_score, 0), alpha=0.7)
-        ax.annotate(r.method, (r.time_ratio, r.forget_quality), fontsize=8, xytext=(4, 3), textcoords="offset points")
-    ax.axvline(gate, color="grey", ls="--", lw=1, label=f"{gate:.0%} efficiency gate")
-    ax.set(xscale="log", xlabel="unlearning time / retraining time", ylabel="forget quality F",
-           title="Methods: forget quality vs cost (marker size: final score)")
-    ax.legend(fontsize=8)
+    ok = [r for r in ranked(board.rows) if r.status == "ok"]
+    fig, (scores, cost) = plt.subplots(1, 2, figsize=(13, 0.35 * len(ok) + 3))
+    for y, r in enumerate(ok):
+        final = r.intervals.get("final_score", Interval(r.final_score, r.final_score, r.final_score))
+        colour = "tab:blue" if r.method == board.ceiling else "tab:orange" if r.method == board.baseline else "tab:green"
+        scores.errorbar(final.value, y, xerr=[[final.value - final.low], [final.high - final.value]], fmt="o",
+                        color=colour, capsize=3)
+        f = r.intervals.get("forget_quality", Interval(r.forget_quality, r.forget_quality, r.forget_quality))
+        cost.errorbar(r.time_ratio, f.value, yerr=[[f.value - f.low], [f.high - f.value]], fmt="o", color=colour,
+                      capsize=3, alpha=0.8)
+        cost.annotate(r.method, (r.time_ratio, f.value), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    for name, style in ((board.baseline, ":"), (board.ceiling, "--")):
+        row = next((r for r in ok if r.method == name), None)
+        if row is not None:
+            scores.axvline(row.final_score, color="grey", ls=style, lw=1, label=f"{name} {row.final_score:.3f}")
+    scores.set_yticks(range(len(ok)), [r.method for r in ok])
+    scores.invert_yaxis()
+    scores.set(xlabel=f"final score ({CONFIDENCE:.0%} interval)", title="Final score, best first")
+    if board.baseline or board.ceiling:
+        scores.legend(fontsize=8)
+    cost.axvline(gate, color="grey", ls="--", lw=1, label=f"{gate:.0%} efficiency gate")
+    cost.set(xscale="log", xlabel="unlearning time / retraining time", ylabel=f"forget quality F ({CONFIDENCE:.0%})",
+             title="Forget quality against cost")
+    cost.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

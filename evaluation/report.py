@@ -8,6 +8,8 @@ import platform
 
 import numpy as np
 
+from .comparison import CEILING
+from .intervals import CONFIDENCE, Interval
 from .runner import EvaluationResult
 
 
@@ -44,27 +46,37 @@ def write_report(result: EvaluationResult, out_dir, context: dict) -> pathlib.Pa
 
 
 def summary_table(result: EvaluationResult) -> str:
-    """A small aligned table of the numbers a user looks at first."""
+    """A small aligned table of the numbers a user looks at first, each with its 95% interval."""
     t = result.timing
+    iv = {k: Interval.from_json(v) for k, v in result.intervals.items()}
     rows = [
-        ("forget quality F", f"{result.forget_quality:.4f}"),
-        ("final score", f"{result.final_score:.4f}"),
+        ("forget quality F", f"{iv['forget_quality']:.4f}"),
+        ("final score", f"{iv['final_score']:.4f}"),
+    ]
+    if result.ceiling:
+        c = result.ceiling
+        rows.append((f"F / F_{c['method']}", f"{Interval.from_json(c['normalised_forget_quality']):.3f}  "
+                     f"(the ceiling: {c['method']} scores F = {Interval.from_json(c['forget_quality']):.4f} at this N)"))
+    elif result.method != CEILING:
+        rows.append((f"F / F_{CEILING}", "not measured: pass --ceiling to train N more references and score retraining"))
+    rows += [
         ("N models", f"{result.num_models} (max measurable epsilon {result.metric_info['max_measurable_epsilon']:.0f})"),
         ("mean epsilon", f"{result.metric_info['mean_epsilon']:.3f}"),
     ]
-    header = f"{'':18s}{'unlearned':>11s}{'retrained':>11s}{'original':>11s}"
+    width = 27
+    header = f"{'':18s}{'unlearned':>{width}s}{'retrained':>{width}s}{'original':>11s}"
     lines = [f"{name:18s}{value}" for name, value in rows] + ["", header]
     for label, key in (("retain accuracy", "retain_acc"), ("forget accuracy", "forget_acc"), ("test accuracy", "test_acc")):
-        lines.append(
-            f"{label:18s}{result.unlearned[key]:11.4f}{result.retrained[key]:11.4f}{result.original[key]:11.4f}"
-        )
+        lines.append(f"{label:18s}{format(iv[key], '.4f'):>{width}s}{format(iv['retrained_' + key], '.4f'):>{width}s}"
+                     f"{result.original[key]:11.4f}")
     mia = result.mia
-    lines.append(f"{'MIA accuracy':18s}{mia['unlearned']:11.4f}{mia['retrained']:11.4f}{mia['original']:11.4f}")
+    lines.append(f"{'MIA accuracy':18s}{mia['unlearned']:{width}.4f}{mia['retrained']:{width}.4f}{mia['original']:11.4f}")
     verdict = "passes" if t["passes_gate"] else "FAILS"
     lines += [
         "",
         f"{'time':18s}unlearn {t['unlearn_seconds_mean']:.2f} s / retrain {t['retrain_seconds']:.2f} s"
         f" = {t['time_ratio']:.3f} ({verdict} the {t['gate']:.0%} gate)",
+        f"intervals: {CONFIDENCE:.0%}, forget examples resampled for F, models for the accuracies",
     ]
     return "\n".join(lines)
 
@@ -87,7 +99,8 @@ def plot_report(result: EvaluationResult, path, n_examples: int = 4) -> None:
     axes = np.atleast_1d(axes)
     cap = result.metric_info["max_measurable_epsilon"]
     axes[0].hist(np.minimum(eps, cap + 0.5), bins=np.arange(0, cap + 1.01, 0.5), color="tab:purple")
-    axes[0].set(title=f"{result.method}: F = {result.forget_quality:.3f}", xlabel="per-example epsilon (capped)", ylabel="forget examples")
+    f = Interval.from_json(result.intervals["forget_quality"])
+    axes[0].set(title=f"{result.method}: F = {f:.3f}", xlabel="per-example epsilon (capped)", ylabel="forget examples")
     for ax, i in zip(axes[1:], picks):
         bins = np.histogram_bin_edges(np.concatenate([u[:, i], r[:, i]]), bins=15)
         ax.hist(r[:, i], bins=bins, alpha=0.6, label="retrained", color="tab:blue")

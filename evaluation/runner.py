@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 from data import make_loader
 
 from . import metric
+from .comparison import intervals_of
+from .intervals import CONFIDENCE, RESAMPLES, SEED
 from .mia import simple_mia
 from .scoring import ModelScores, score_model
 from .zoo import SplitTensors, Zoo
@@ -95,6 +97,8 @@ class EvaluationResult:
     mia: dict
     timing: dict
     metric_info: dict = field(default_factory=dict)
+    intervals: dict = field(default_factory=dict)  # name -> Interval.to_json(): F, final score, accuracies
+    ceiling: dict | None = None  # comparison.versus_ceiling, when retraining was scored too
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -184,7 +188,7 @@ def evaluate_retraining(zoo: Zoo, gate: float = 0.2, references: References | No
     """Retraining from scratch scored as if it were a method: N more references.
 
     They use model seeds the references do not, so the row shows what a perfect
-    unlearner scores at this N (metric_ceiling.py: the same distribution twice scores
+    unlearner scores at this N (metric_resolution.py: the same distribution twice scores
     F of about 0.18-0.35, not 1). Its time is the gate's retrain time, so its ratio
     is 1 by definition; the engine trained these models much faster (``reference_seconds``).
     """
@@ -194,6 +198,15 @@ def evaluate_retraining(zoo: Zoo, gate: float = 0.2, references: References | No
     result = score_unlearned("retrain", scores, [references.retrain_clock["seconds"]] * n_models, references, gate)
     result.timing["reference_seconds"] = engine_seconds
     return result
+
+
+def measured_ceiling(zoo: Zoo, gate: float, references: References, train: bool = False) -> EvaluationResult | None:
+    """Retraining scored as a method (the ceiling of ``comparison``) when the store already
+    holds its N extra references, or when ``train`` asks for them; else None."""
+    n_models = zoo.profile.num_models
+    if not train and not zoo.has_retrained(range(n_models, 2 * n_models)):
+        return None
+    return evaluate_retraining(zoo, gate, references)
 
 
 def score_unlearned(method_name, unlearned, unlearn_seconds, references: References, gate: float) -> EvaluationResult:
@@ -213,14 +226,17 @@ def score_unlearned(method_name, unlearned, unlearn_seconds, references: Referen
     )
     clock = references.retrain_clock
     ratio = float(np.mean(unlearn_seconds) / clock["seconds"])
+    unlearned_summary = _summary(unlearned, confs=unlearned_confs)
+    retrained_summary = _summary(retrained, confs=retrained_confs)
+    intervals = intervals_of(method_name, eps, n_models, unlearned_summary, retrained_summary, forget_quality, final)
     return EvaluationResult(
         method=method_name,
         num_models=n_models,
         forget_quality=forget_quality,
         final_score=final,
         epsilons=eps.tolist(),
-        unlearned=_summary(unlearned, confs=unlearned_confs),
-        retrained=_summary(retrained, confs=retrained_confs),
+        unlearned=unlearned_summary,
+        retrained=retrained_summary,
         original=_summary([references.original]) | {"train_seconds": references.original_seconds},
         mia={
             "unlearned": _mean_mia(unlearned),
@@ -240,7 +256,10 @@ def score_unlearned(method_name, unlearned, unlearn_seconds, references: Referen
             "max_measurable_epsilon": metric.max_measurable_epsilon(n_models),
             "bucket_count": metric.bucket_count(n_models),
             "mean_epsilon": float(np.mean(eps)),
+            "intervals": {"confidence": CONFIDENCE, "resamples": RESAMPLES, "seed": SEED,
+                          "resampled": "forget examples (F); models (accuracies)"},
         },
+        intervals={name: interval.to_json() for name, interval in intervals.items()},
     )
 
 

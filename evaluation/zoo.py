@@ -122,6 +122,10 @@ class Zoo:
         """Reference ``index``: trained from scratch on the retain set only."""
         return self._get_or_train([self._retrained_config(index)], *self.tensors.retain, f"retrained {index}")[0]
 
+    def has_retrained(self, indices) -> bool:
+        """Whether the store holds every reference among ``indices`` (none is trained)."""
+        return all(self.store.has(config_key(self._retrained_config(i))) for i in indices)
+
     def ensure_retrained(self, indices) -> None:
         """Train the missing references among ``indices``, ``group_size`` at a time; under
         torchrun each rank trains its share and all wait until every one is stored. (A stored

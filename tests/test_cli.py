@@ -53,7 +53,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
 
 def test_smoke_profile_end_to_end(tmp_path, capsys):
     argv = ["-m", "finetune", "--profile", "smoke", "--data", cifar_path(), "--out", str(tmp_path / "out"),
-            "--store", str(tmp_path / "store"), "--no-progress"]
+            "--store", str(tmp_path / "store"), "--no-progress", "--ceiling"]
     assert main.main(argv) == 0
     report = json.loads((tmp_path / "out" / "finetune" / "report.json").read_text())
     assert report["num_models"] == 3 and len(report["epsilons"]) == report["sizes"]["forget"] == 30
@@ -61,4 +61,12 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert (tmp_path / "out" / "finetune" / "report.png").stat().st_size > 10_000
     splits = json.loads((tmp_path / "out" / "finetune" / "splits.json").read_text())
     assert len(splits["forget"]) == 30 and not set(splits["forget"]) & set(splits["retain"])
-    assert "forget quality F" in capsys.readouterr().out
+    # --ceiling trained N more references: the report places F against retraining's.
+    assert len(list((tmp_path / "store").glob("*.pt"))) == 1 + 3 + 3
+    ceiling = report["ceiling"]
+    assert ceiling["normalised_forget_quality"]["value"] == pytest.approx(
+        report["forget_quality"] / ceiling["forget_quality"]["value"])
+    f = report["intervals"]["forget_quality"]
+    assert f["low"] <= report["forget_quality"] <= f["high"] and report["report_version"] == main.REPORT_VERSION
+    out = capsys.readouterr().out
+    assert "forget quality F" in out and "F / F_retrain" in out and f"[{f['low']:.4f}, {f['high']:.4f}]" in out

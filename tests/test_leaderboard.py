@@ -58,9 +58,31 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     assert f"seconds per run / {rows['retrain'].unlearn_seconds:.1f} s" in board
     assert (tmp_path / "finetune" / "report.json").exists() and not (tmp_path / "raises").exists()
 
+    # Every score has its interval, every row its place against the ceiling, and the
+    # comparison with finetune is the paired one.
+    for row in (finetune, rows["retrain"]):
+        for key in ("forget_quality", "final_score", "retain_acc", "test_acc", "forget_acc"):
+            interval = row.intervals[key]
+            assert interval.low <= interval.high and interval.value == pytest.approx(getattr(row, key))
+    assert rows["retrain"].normalised_forget_quality.value == pytest.approx(1.0)
+    assert finetune.normalised_forget_quality.value == pytest.approx(
+        finetune.forget_quality / rows["retrain"].forget_quality)
+    assert rows["retrain"].versus_baseline.value == pytest.approx(rows["retrain"].final_score - finetune.final_score)
+    assert finetune.versus_baseline is None and rows["raises"].intervals == {}
+    pair = next(p for p in saved["pairs"] if {p["a"], p["b"]} == {"finetune", "retrain"})
+    assert pair["final_score"]["low"] <= pair["final_score"]["value"] <= pair["final_score"]["high"]
+    assert saved["rows"][0]["intervals"]["final_score"]["high"] >= saved["rows"][0]["final_score"]
+    assert "F / F_retrain" in board and "final - finetune" in board and "Paired comparisons" in board
+    report = json.loads((tmp_path / "finetune" / "report.json").read_text())
+    assert report["ceiling"]["method"] == "retrain"
+    assert report["ceiling"]["normalised_forget_quality"]["value"] == pytest.approx(
+        finetune.normalised_forget_quality.value)
+    assert set(report["intervals"]) >= {"forget_quality", "final_score", "retain_acc", "retrained_test_acc"}
+
 
 def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, capsys):
-    context = {"profile": mini_zoo.profile.to_json(), "gate": 0.2, "seed": 0, "run_seeds": [0, 1, 2],
+    context = {"report_version": main.REPORT_VERSION, "profile": mini_zoo.profile.to_json(), "gate": 0.2, "seed": 0,
+               "run_seeds": [0, 1, 2],
                "data": {"fingerprint": mini_zoo.data.fingerprint()}, "environment": {"device": "cpu"}}
     first = {r.method: r for r in main.run_leaderboard({"finetune": gentle}, mini_zoo, tmp_path, context, gate=0.2,
                                                         progress=False)["rows"]}
@@ -69,6 +91,17 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
                                                         progress=False, resume=True)["rows"]}
     assert again["finetune"] == first["finetune"] and again["retrain"] == first["retrain"]
     assert "finetune: reusing" in capsys.readouterr().out
+    # A report from before intervals and the ceiling existed is not reused.
+    report_path = tmp_path / "finetune" / "report.json"
+    report = json.loads(report_path.read_text())
+    report_path.write_text(json.dumps({k: v for k, v in report.items() if k not in ("intervals", "ceiling")}))
+    older = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+                                 resume=True)
+    assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
+    report_path.write_text(json.dumps(report | {"report_version": 1}))
+    older = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+                                 resume=True)
+    assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
     # Reports made under other conditions (here: other run seeds) are not reused.
     other = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context | {"run_seeds": [0]}, gate=0.2,
                                  progress=False, resume=True)

@@ -1,5 +1,6 @@
 """The gate's yardstick: the starter kit's retrain time, measured once per store and machine."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from evaluation import retrain_clock, starter_kit
-from evaluation.runner import evaluate_retraining, score_references, score_unlearned
+from evaluation.runner import evaluate_retraining, measured_ceiling, score_references, score_unlearned
 from evaluation.training import TrainRecipe
 
 
@@ -66,3 +67,16 @@ def test_gate_divides_by_the_clock_and_retraining_costs_one_retrain(mini_zoo):
     retrain = evaluate_retraining(mini_zoo, references=references)
     assert retrain.timing["time_ratio"] == pytest.approx(1.0)
     assert len(retrain.timing["reference_seconds"]) == 3 and min(retrain.timing["reference_seconds"]) > 0
+
+
+def test_ceiling_comes_from_the_store_only_when_every_extra_reference_is_there(mini_zoo):
+    """-m NAME places a method against retraining when the store holds references N..2N-1."""
+    references = score_references(mini_zoo)
+    wider = dataclasses.replace(mini_zoo, profile=mini_zoo.profile.with_models(4))
+    assert not wider.has_retrained(range(4, 8))
+    assert measured_ceiling(wider, 0.2, references) is None  # nothing trained
+    assert not wider.has_retrained(range(4, 8))
+    ceiling = measured_ceiling(mini_zoo, 0.2, references, train=True)
+    assert mini_zoo.has_retrained(range(3, 6)) and ceiling.method == "retrain"
+    again = measured_ceiling(mini_zoo, 0.2, references)
+    assert again.forget_quality == ceiling.forget_quality and again.intervals == ceiling.intervals

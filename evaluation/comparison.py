@@ -1,0 +1,102 @@
+"""Scores with their uncertainty: a result's intervals, its place between 0 and the
+metric's ceiling, and paired differences between methods (``intervals.py`` says what is
+resampled and why).
+
+The ceiling is retraining from scratch scored as a method against independent references
+(the ``retrain`` row): what a perfect unlearner scores at this N, which is far below 1.
+A method's ``F / F_retrain`` says where it stands between 0 and that ceiling.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import metric
+from .intervals import ACCURACIES, Bootstrap, Interval, SideScores, difference_interval, ratio_interval, score_intervals
+
+CEILING = "retrain"  # the leaderboard row that scores retraining as a method
+
+
+@functools.lru_cache(maxsize=4)
+def bootstrap_plan(n_examples: int, n_models: int) -> Bootstrap:
+    """One plan per evaluation shape: every method of an evaluation draws the same examples."""
+    return Bootstrap(n_examples, n_models)
+
+
+def sides(epsilons, num_models: int, unlearned: dict, retrained: dict) -> tuple[SideScores, SideScores]:
+    """A result's two sides as the bootstrap sees them: per-example points and per-model accuracies."""
+    points = metric.epsilon_points(np.asarray(epsilons, dtype=np.float64), num_models)
+    method = SideScores(points, {k: np.asarray(unlearned[f"{k}_per_model"], dtype=np.float64) for k in ACCURACIES})
+    references = SideScores(None, {k: np.asarray(retrained[f"{k}_per_model"], dtype=np.float64) for k in ACCURACIES})
+    return method, references
+
+
+def _resampled(method_name: str, epsilons, num_models: int, unlearned: dict, retrained: dict):
+    """``(method side, reference side, replicates)`` of one result's numbers."""
+    method, references = sides(epsilons, num_models, unlearned, retrained)
+    plan = bootstrap_plan(len(method.points), num_models)
+    return method, references, plan.replicates(method_name, method, references)
+
+
+def _replicates(result):
+    return _resampled(result.method, result.epsilons, result.num_models, result.unlearned, result.retrained)[2]
+
+
+def intervals_of(method_name: str, epsilons, num_models: int, unlearned: dict, retrained: dict,
+                 forget_quality: float, final_score: float) -> dict[str, Interval]:
+    """95% intervals of F, the final score and the mean accuracies of both sides."""
+    method, references, reps = _resampled(method_name, epsilons, num_models, unlearned, retrained)
+    return score_intervals(method, references, reps, forget_quality, final_score)
+
+
+def _check_comparable(a, b) -> None:
+    """Paired intervals need the same forget examples and the same references."""
+    same = (a.num_models == b.num_models and len(a.epsilons) == len(b.epsilons)
+            and all(np.array_equal(a.retrained[f"{k}_per_model"], b.retrained[f"{k}_per_model"]) for k in ACCURACIES))
+    if not same:
+        raise ValueError(f"{a.method} and {b.method} were not scored against the same references and forget set")
+
+
+def versus_ceiling(result, ceiling) -> dict:
+    """``result`` placed against ``ceiling`` (retraining scored as a method) on the same references."""
+    _check_comparable(result, ceiling)
+    reps, ceiling_reps = _replicates(result), _replicates(ceiling)
+    return {
+        "method": ceiling.method,
+        "forget_quality": Interval.from_json(ceiling.intervals["forget_quality"]).to_json(),
+        "normalised_forget_quality": ratio_interval(result.forget_quality, ceiling.forget_quality,
+                                                    reps.forget_quality, ceiling_reps.forget_quality).to_json(),
+        "forget_quality_difference": difference_interval(result.forget_quality, ceiling.forget_quality,
+                                                         reps.forget_quality, ceiling_reps.forget_quality).to_json(),
+    }
+
+
+def paired_differences(results: list) -> list[dict]:
+    """For every pair (a, b), ``a - b`` in final score and in F, each with its paired interval."""
+    reps = {r.method: _replicates(r) for r in results}
+    pairs = []
+    for i, a in enumerate(results):
+        for b in results[i + 1 :]:
+            _check_comparable(a, b)
+            ra, rb = reps[a.method], reps[b.method]
+            pairs.append({
+                "a": a.method,
+                "b": b.method,
+                "final_score": difference_interval(a.final_score, b.final_score, ra.final_score, rb.final_score).to_json(),
+                "forget_quality": difference_interval(a.forget_quality, b.forget_quality, ra.forget_quality,
+                                                      rb.forget_quality).to_json(),
+            })
+    return pairs
+
+
+def difference(pairs: list[dict], a: str, b: str, score: str = "final_score") -> Interval | None:
+    """``a - b`` from ``paired_differences``' list, whichever way round it was stored."""
+    for p in pairs:
+        if (p["a"], p["b"]) == (a, b):
+            return Interval.from_json(p[score])
+        if (p["a"], p["b"]) == (b, a):
+            d = Interval.from_json(p[score])
+            return Interval(-d.value, -d.high, -d.low)
+    return None
