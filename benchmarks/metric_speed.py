@@ -2,8 +2,10 @@
 
 Generates seeded logit-scaled confidences for N models x n forget examples with a
 mix of column kinds (overlapping, shifted, peaky unlearned, discrete/tied) and
-times ``per_example_epsilons``. Target (issue 2): at most 30 s for 512 x 5,000 on
-a 2-core CPU.
+times ``per_example_epsilons``, then the 95% intervals of one method's scores
+(``evaluation.intervals``: the resampling plan and its replicates, from the
+epsilons already computed). Targets: the metric at most 30 s for 512 x 5,000 on a
+2-core CPU; the intervals at most 5 times the metric's own time.
 
     python benchmarks/metric_speed.py [--models 512] [--examples 5000] [--device cpu|cuda]
 """
@@ -17,9 +19,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from evaluation.intervals import ACCURACIES, Bootstrap, SideScores, score_intervals  # noqa: E402
 from evaluation.metric import epsilon_points, per_example_epsilons  # noqa: E402
 
 TARGET_SECONDS_CPU = 30.0
+TARGET_INTERVAL_RATIO = 5.0  # the intervals may cost at most this many times the metric
 
 
 def make_confidences(n_models: int, n_examples: int, seed: int = 0):
@@ -55,13 +59,30 @@ def main(argv=None):
     start = time.perf_counter()
     eps = per_example_epsilons(unlearned, retrained, device=args.device)
     seconds = time.perf_counter() - start
-    score = float(epsilon_points(eps, args.models).mean())
+
+    start = time.perf_counter()
+    intervals = time_intervals(eps, args.models, args.seed)
+    interval_seconds = time.perf_counter() - start
 
     print(f"device={args.device} threads={torch.get_num_threads()} models={args.models} examples={args.examples}")
     print(f"per_example_epsilons: {seconds:.2f} s  ({args.examples / seconds:.0f} examples/s)")
-    print(f"forget quality F = {score:.4f}; mean epsilon = {eps.mean():.3f}")
+    print(f"forget quality F = {intervals['forget_quality']:.4f}; mean epsilon = {eps.mean():.3f}")
     if args.device == "cpu":
         print(f"ratio to the {TARGET_SECONDS_CPU:.0f} s CPU target: {seconds / TARGET_SECONDS_CPU:.2f}")
+    print(f"intervals of one method: {interval_seconds:.2f} s, {interval_seconds / seconds:.3f} x the metric's time "
+          f"(target: at most {TARGET_INTERVAL_RATIO:g} x)")
+    return {"metric_seconds": seconds, "interval_seconds": interval_seconds,
+            "forget_quality": intervals["forget_quality"].value}
+
+
+def time_intervals(eps, n_models: int, seed: int) -> dict:
+    """A method's 95% intervals from its epsilons, with made-up accuracies: plan + replicates."""
+    rng = np.random.default_rng(seed)
+    accuracies = lambda: {k: rng.uniform(0.80, 0.90, n_models) for k in ACCURACIES}  # noqa: E731
+    method, references = SideScores(epsilon_points(eps, n_models), accuracies()), SideScores(None, accuracies())
+    replicates = Bootstrap(len(eps), n_models).replicates("method", method, references)
+    score = float(method.points.mean())
+    return score_intervals(method, references, replicates, score, score)
 
 
 if __name__ == "__main__":
