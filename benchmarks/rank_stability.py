@@ -25,7 +25,8 @@ import numpy as np
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from evaluation.intervals import ACCURACIES, Bootstrap, SideScores, difference_interval  # noqa: E402
+from evaluation.comparison import bootstrap_plan  # noqa: E402
+from evaluation.intervals import ACCURACIES, SideScores, difference_interval  # noqa: E402
 from evaluation.metric import MIN_MODELS, epsilon_points, final_score, per_example_epsilons  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def scores(report: dict, unlearned: np.ndarray, references: np.ndarray) -> dict:
 def separated(name: str, other: str, sub: dict) -> bool:
     """Whether ``name`` and ``other`` differ in final score at 95% (paired interval)."""
     a, b = sub[name], sub[other]
-    plan = Bootstrap(len(a["method"].points), len(a["method"].accuracies["retain_acc"]))
+    plan = bootstrap_plan(len(a["method"].points), len(a["method"].accuracies["retain_acc"]))
     ra = plan.replicates(name, a["method"], a["references"])
     rb = plan.replicates(other, b["method"], b["references"])
     return difference_interval(a["final_score"], b["final_score"], ra.final_score, rb.final_score).excludes(0.0)

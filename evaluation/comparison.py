@@ -40,8 +40,9 @@ def _resampled(method_name: str, epsilons, num_models: int, unlearned: dict, ret
     return method, references, plan.replicates(method_name, method, references)
 
 
-def _replicates(result):
-    return _resampled(result.method, result.epsilons, result.num_models, result.unlearned, result.retrained)[2]
+def replicates_of(results: list) -> dict:
+    """Each result's bootstrap replicates by method name: computed once, shared by every comparison."""
+    return {r.method: _resampled(r.method, r.epsilons, r.num_models, r.unlearned, r.retrained)[2] for r in results}
 
 
 def intervals_of(method_name: str, epsilons, num_models: int, unlearned: dict, retrained: dict,
@@ -59,10 +60,12 @@ def _check_comparable(a, b) -> None:
         raise ValueError(f"{a.method} and {b.method} were not scored against the same references and forget set")
 
 
-def versus_ceiling(result, ceiling) -> dict:
-    """``result`` placed against ``ceiling`` (retraining scored as a method) on the same references."""
+def versus_ceiling(result, ceiling, replicates: dict | None = None) -> dict:
+    """``result`` placed against ``ceiling`` (retraining scored as a method) on the same references;
+    ``replicates`` (``replicates_of``) when the caller already has them."""
     _check_comparable(result, ceiling)
-    reps, ceiling_reps = _replicates(result), _replicates(ceiling)
+    replicates = replicates or replicates_of([result, ceiling])
+    reps, ceiling_reps = replicates[result.method], replicates[ceiling.method]
     return {
         "method": ceiling.method,
         "forget_quality": Interval.from_json(ceiling.intervals["forget_quality"]).to_json(),
@@ -73,9 +76,9 @@ def versus_ceiling(result, ceiling) -> dict:
     }
 
 
-def paired_differences(results: list) -> list[dict]:
+def paired_differences(results: list, replicates: dict | None = None) -> list[dict]:
     """For every pair (a, b), ``a - b`` in final score and in F, each with its paired interval."""
-    reps = {r.method: _replicates(r) for r in results}
+    reps = replicates or replicates_of(results)
     pairs = []
     for i, a in enumerate(results):
         for b in results[i + 1 :]:

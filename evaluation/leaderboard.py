@@ -8,7 +8,7 @@ import math
 import pathlib
 from dataclasses import asdict, dataclass, field
 
-from .comparison import CEILING, difference, paired_differences, versus_ceiling
+from .comparison import CEILING, difference, paired_differences, replicates_of, versus_ceiling
 from .intervals import CONFIDENCE, RESAMPLES, Interval
 from .runner import EvaluationResult
 
@@ -73,13 +73,15 @@ def build(results: list[EvaluationResult], failures: dict[str, str] | None = Non
     """Rows for ``results`` (and failed rows for ``failures``: name -> reason), with the
     paired comparisons: every method against the ceiling row and the baseline row."""
     by_name = {r.method: r for r in results}
-    pairs = paired_differences(results)
+    replicates = replicates_of(results)
+    pairs = paired_differences(results, replicates)
     ceiling_result = by_name.get(ceiling)
     rows = []
     for result in results:
         normalised = None
         if ceiling_result is not None:
-            normalised = Interval.from_json(versus_ceiling(result, ceiling_result)["normalised_forget_quality"])
+            normalised = Interval.from_json(
+                versus_ceiling(result, ceiling_result, replicates)["normalised_forget_quality"])
         versus = difference(pairs, result.method, baseline) if baseline in by_name and result.method != baseline else None
         rows.append(Row.from_result(result, normalised, versus))
     rows += [Row.failed(name, reason) for name, reason in (failures or {}).items()]
