@@ -226,6 +226,25 @@ def reusable_result(path: pathlib.Path, context: dict):
         return None
 
 
+def refresh_saved(result, ceiling, out_dir: pathlib.Path, write: bool) -> None:
+    """Bring a reused result's derived numbers up to date (intervals from an older report,
+    its place against this run's ceiling) and rewrite its report when they changed."""
+    from evaluation.comparison import versus_ceiling
+    from evaluation.report import write_report
+    from evaluation.runner import refresh_intervals
+
+    changed = refresh_intervals(result)
+    if ceiling is not None:
+        placed = versus_ceiling(result, ceiling)
+        changed = changed or placed != result.ceiling
+        result.ceiling = placed
+    if changed and write:
+        path = out_dir / "report.json"
+        report = json.loads(path.read_text())
+        fields = {f.name for f in dataclasses.fields(result)}
+        write_report(result, out_dir, {k: v for k, v in report.items() if k not in fields})
+
+
 def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: float, progress: bool,
                     time_limit_s: float | None = None, resume: bool = False) -> dict:
     """Every method against the same cached references; a failing method gets a failed row.
@@ -244,6 +263,7 @@ def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: 
         if saved is not None:
             if zoo.world.is_main:
                 print(f"{name}: reusing {out / name / 'report.json'} (--resume)")
+            refresh_saved(saved, None if name == CEILING else ceiling, out / name, zoo.world.is_main)
             results.append(saved)
             ceiling = saved if name == CEILING else ceiling
             continue

@@ -9,11 +9,13 @@ examples could miss. The truth, the expected F at that N and shift, does not dep
 ``--truth-examples`` examples.
 
 For each setting, ``--draws`` evaluations of ``--examples`` examples are drawn; each
-gets its 95% interval (``evaluation.intervals``: examples resampled), and the table
-shows how often the interval holds the truth, and its mean width. Also printed: the
-paired difference between a shifted method and an unshifted one that share references
-and examples, and, for contrast, what a bootstrap over models (with replacement) does
-to F: its resamples' mean against the full-sample F.
+gets its 95% interval (``evaluation.intervals``: examples resampled, plus the models'
+shared offsets of ``evaluation.shared_shift``), and the table shows how often the
+interval holds the truth, and its mean width. Also printed: the paired difference
+between a shifted method and an unshifted one that share references and examples; the
+coverage of an interval that resamples examples alone; and, for contrast, what a
+bootstrap over models (with replacement) does to F: its resamples' mean against the
+full-sample F.
 
     python benchmarks/interval_coverage.py [--models 8,16,32] [--shifts 0,0.5] [--rho 0,0.2]
 """
@@ -26,6 +28,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from evaluation import shared_shift  # noqa: E402
 from evaluation.intervals import Bootstrap, difference_interval, percentile_interval  # noqa: E402
 from evaluation.metric import epsilon_points, per_example_epsilons  # noqa: E402
 
@@ -60,19 +63,24 @@ def true_forget_quality(rng, n_models: int, shift: float, n_examples: int) -> fl
 
 def coverage(rng, n_models: int, shift: float, rho: float, n_examples: int, draws: int, truth: float,
              truth_unshifted: float, resamples: int) -> dict:
-    """How often the F interval and the paired-difference interval hold their truths."""
+    """How often the F interval and the paired-difference interval hold their truths: the
+    kit's (examples and shared offsets resampled) and, for contrast, examples alone."""
     unlearned, unshifted, retrained = draw_confidences(rng, n_models, n_examples, shift, rho, draws)
     shifted_points, null_points = points(unlearned, retrained), points(unshifted, retrained)
     bootstrap = Bootstrap(n_examples, n_models, resamples=resamples)
-    held, held_difference, widths = 0, 0, []
+    held = {"coverage": 0, "difference_coverage": 0, "examples_only": 0}
+    widths = []
     for d in range(draws):
         reps, null_reps = bootstrap.forget_quality(shifted_points[d]), bootstrap.forget_quality(null_points[d])
         f, f_null = shifted_points[d].mean(), null_points[d].mean()
+        held["examples_only"] += not percentile_interval(f, reps).excludes(truth)
+        reps = reps + bootstrap.shared_shift("shifted", shared_shift.measure(unlearned[d], retrained[d], "cpu"))
+        null_reps = null_reps + bootstrap.shared_shift("unshifted", shared_shift.measure(unshifted[d], retrained[d], "cpu"))
         interval = percentile_interval(f, reps)
-        held += not interval.excludes(truth)
+        held["coverage"] += not interval.excludes(truth)
         widths.append(interval.high - interval.low)
-        held_difference += not difference_interval(f, f_null, reps, null_reps).excludes(truth - truth_unshifted)
-    return {"coverage": held / draws, "difference_coverage": held_difference / draws, "width": float(np.mean(widths))}
+        held["difference_coverage"] += not difference_interval(f, f_null, reps, null_reps).excludes(truth - truth_unshifted)
+    return {k: v / draws for k, v in held.items()} | {"width": float(np.mean(widths))}
 
 
 def model_bootstrap_bias(rng, n_models: int, n_examples: int, resamples: int) -> tuple[float, float]:
@@ -102,7 +110,8 @@ def main(argv=None):
     models = [int(v) for v in args.models.split(",")]
     shifts = [float(v) for v in args.shifts.split(",")]
     print(f"{args.draws} evaluations of {args.examples} examples per row; truth from {args.truth_examples} examples")
-    print(f"{'N':>4s}{'shift':>7s}{'rho':>6s}{'true F':>9s}{'coverage':>10s}{'mean width':>12s}{'diff. coverage':>16s}")
+    print(f"{'N':>4s}{'shift':>7s}{'rho':>6s}{'true F':>9s}{'coverage':>10s}{'mean width':>12s}{'diff. coverage':>16s}"
+          f"{'examples only':>15s}")
     rows = []
     for n in models:
         truths = {s: true_forget_quality(rng, n, s, args.truth_examples) for s in sorted(set(shifts) | {0.0})}
@@ -112,7 +121,7 @@ def main(argv=None):
                                args.resamples)
                 rows.append({"models": n, "shift": shift, "rho": rho, "truth": truths[shift]} | row)
                 print(f"{n:4d}{shift:7.2f}{rho:6.2f}{truths[shift]:9.3f}{row['coverage']:10.2f}{row['width']:12.3f}"
-                      f"{row['difference_coverage']:16.2f}", flush=True)
+                      f"{row['difference_coverage']:16.2f}{row['examples_only']:15.2f}", flush=True)
     if args.model_bootstraps:
         print(f"\nbootstrap over models with replacement ({args.model_bootstraps} resamples, no shift):")
         for n in models:

@@ -16,6 +16,7 @@ would have told them apart. Nothing is trained or run: only the metric.
 """
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -25,6 +26,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from evaluation import shared_shift  # noqa: E402
 from evaluation.comparison import bootstrap_plan  # noqa: E402
 from evaluation.intervals import ACCURACIES, SideScores, difference_interval  # noqa: E402
 from evaluation.metric import MIN_MODELS, epsilon_points, final_score, per_example_epsilons  # noqa: E402
@@ -41,24 +43,28 @@ def scores(report: dict, unlearned: np.ndarray, references: np.ndarray) -> dict:
     """F, the final score and the bootstrap's inputs of ``report``'s models ``unlearned``
     against the references ``references``."""
     u, r = report["unlearned"], report["retrained"]
-    eps = per_example_epsilons(np.asarray(u["forget_confs"])[unlearned], np.asarray(r["forget_confs"])[references],
-                               device="cpu")
+    u_confs, r_confs = np.asarray(u["forget_confs"])[unlearned], np.asarray(r["forget_confs"])[references]
+    eps = per_example_epsilons(u_confs, r_confs, device="cpu")
     points = epsilon_points(eps, len(unlearned))
     accs = {k: np.asarray(u[f"{k}_per_model"])[unlearned] for k in ACCURACIES}
     reference_accs = {k: np.asarray(r[f"{k}_per_model"])[references] for k in ACCURACIES}
     f = float(points.mean())
     final = final_score(f, accs["retain_acc"], accs["test_acc"], reference_accs["retain_acc"],
                         reference_accs["test_acc"])
-    return {"forget_quality": f, "final_score": final, "method": SideScores(points, accs),
+    return {"forget_quality": f, "final_score": final, "method": SideScores(points, accs), "confs": (u_confs, r_confs),
             "references": SideScores(None, reference_accs)}
+
+
+def with_shift(scored: dict) -> SideScores:
+    """The method side with its models' shared offsets (measured only where an interval is needed)."""
+    return dataclasses.replace(scored["method"], shift=shared_shift.measure(*scored["confs"], device="cpu"))
 
 
 def separated(name: str, other: str, sub: dict) -> bool:
     """Whether ``name`` and ``other`` differ in final score at 95% (paired interval)."""
     a, b = sub[name], sub[other]
     plan = bootstrap_plan(len(a["method"].points), len(a["method"].accuracies["retain_acc"]))
-    ra = plan.replicates(name, a["method"], a["references"])
-    rb = plan.replicates(other, b["method"], b["references"])
+    ra, rb = (plan.replicates(n, with_shift(x), x["references"]) for n, x in ((name, a), (other, b)))
     return difference_interval(a["final_score"], b["final_score"], ra.final_score, rb.final_score).excludes(0.0)
 
 

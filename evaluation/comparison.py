@@ -13,8 +13,9 @@ import functools
 
 import numpy as np
 
-from . import metric
-from .intervals import ACCURACIES, Bootstrap, Interval, SideScores, difference_interval, ratio_interval, score_intervals
+from . import metric, shared_shift
+from .intervals import (ACCURACIES, Bootstrap, Interval, SharedShift, SideScores, difference_interval, ratio_interval,
+                        score_intervals)
 
 CEILING = "retrain"  # the leaderboard row that scores retraining as a method
 
@@ -25,30 +26,44 @@ def bootstrap_plan(n_examples: int, n_models: int) -> Bootstrap:
     return Bootstrap(n_examples, n_models)
 
 
-def sides(epsilons, num_models: int, unlearned: dict, retrained: dict) -> tuple[SideScores, SideScores]:
-    """A result's two sides as the bootstrap sees them: per-example points and per-model accuracies."""
+def sides(epsilons, num_models: int, unlearned: dict, retrained: dict,
+          shift: SharedShift | None = None) -> tuple[SideScores, SideScores]:
+    """A result's two sides as the bootstrap sees them: per-example points, per-model
+    accuracies and the method's shared offsets (``shared_shift.measure``)."""
     points = metric.epsilon_points(np.asarray(epsilons, dtype=np.float64), num_models)
-    method = SideScores(points, {k: np.asarray(unlearned[f"{k}_per_model"], dtype=np.float64) for k in ACCURACIES})
+    method = SideScores(points, {k: np.asarray(unlearned[f"{k}_per_model"], dtype=np.float64) for k in ACCURACIES},
+                        shift)
     references = SideScores(None, {k: np.asarray(retrained[f"{k}_per_model"], dtype=np.float64) for k in ACCURACIES})
     return method, references
 
 
-def _resampled(method_name: str, epsilons, num_models: int, unlearned: dict, retrained: dict):
+def shift_of(result) -> SharedShift | None:
+    """The shared offsets a result was scored with; measured from its confidences when its
+    report predates them."""
+    if "shared_shift" in result.metric_info:
+        saved = result.metric_info["shared_shift"]
+        return None if saved is None else SharedShift.from_json(saved)
+    return shared_shift.measure(result.unlearned["forget_confs"], result.retrained["forget_confs"])
+
+
+def _resampled(method_name: str, epsilons, num_models: int, unlearned: dict, retrained: dict,
+               shift: SharedShift | None):
     """``(method side, reference side, replicates)`` of one result's numbers."""
-    method, references = sides(epsilons, num_models, unlearned, retrained)
+    method, references = sides(epsilons, num_models, unlearned, retrained, shift)
     plan = bootstrap_plan(len(method.points), num_models)
     return method, references, plan.replicates(method_name, method, references)
 
 
 def replicates_of(results: list) -> dict:
     """Each result's bootstrap replicates by method name: computed once, shared by every comparison."""
-    return {r.method: _resampled(r.method, r.epsilons, r.num_models, r.unlearned, r.retrained)[2] for r in results}
+    return {r.method: _resampled(r.method, r.epsilons, r.num_models, r.unlearned, r.retrained, shift_of(r))[2]
+            for r in results}
 
 
 def intervals_of(method_name: str, epsilons, num_models: int, unlearned: dict, retrained: dict,
-                 forget_quality: float, final_score: float) -> dict[str, Interval]:
+                 forget_quality: float, final_score: float, shift: SharedShift | None = None) -> dict[str, Interval]:
     """95% intervals of F, the final score and the mean accuracies of both sides."""
-    method, references, reps = _resampled(method_name, epsilons, num_models, unlearned, retrained)
+    method, references, reps = _resampled(method_name, epsilons, num_models, unlearned, retrained, shift)
     return score_intervals(method, references, reps, forget_quality, final_score)
 
 

@@ -12,6 +12,12 @@ What is resampled, and why:
 * **Not models, for F.** A bootstrap over models with replacement repeats some of them,
   the metric's rules treat repeats as ties, and the resampled F falls below the
   full-sample F (biased; ``benchmarks/interval_coverage.py`` measures it).
+* **Models' shared offsets, for F.** A run can also sit a little higher or lower on every
+  forget example at once, and no resample of examples sees that (each keeps the same
+  models). ``shared_shift.py`` measures how much of the models' deviation is shared
+  across examples and how F answers a common shift; each resample then also draws the
+  mean shared offset of the method's N models and of the N references and moves F by
+  that answer (``SharedShift``).
 * **Models, for the accuracies.** A mean accuracy is a plain mean of one number per
   model. Each resample moves it by a Student-t draw with the models' own spread, which
   gives the exact t interval even at N = 3, and moves retain, test and forget accuracy
@@ -76,12 +82,43 @@ def percentile_interval(value: float, replicates: np.ndarray, confidence: float 
 
 
 @dataclass(frozen=True)
+class SharedShift:
+    """A method's models against the references, as a shift common to every forget
+    example: the standard deviations of the two sides' mean shared offsets (in the
+    references' per-example standard deviations) and F's answer to a shift of the method
+    by each ``grid`` value (``response``: F there minus F at 0). ``*_share``: the share of
+    a model's deviation that is common to every example, on each side."""
+
+    grid: tuple
+    response: tuple
+    method_sd: float
+    reference_sd: float
+    method_share: float
+    reference_share: float
+
+    def effect(self, method_draws, reference_draws) -> np.ndarray:
+        """F's change for standard-normal draws of the two sides' mean offsets."""
+        offset = self.method_sd * np.asarray(method_draws) - self.reference_sd * np.asarray(reference_draws)
+        return np.interp(offset, self.grid, self.response)
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SharedShift":
+        return cls(tuple(d["grid"]), tuple(d["response"]), d["method_sd"], d["reference_sd"], d["method_share"],
+                   d["reference_share"])
+
+
+@dataclass(frozen=True)
 class SideScores:
     """One side of an evaluation (a method's N models, or the N references): its
-    per-example points (None for the references) and its models' accuracies."""
+    per-example points (None for the references), its models' accuracies and, for a
+    method, how F answers the shared offsets of its models (None: no shared part)."""
 
     points: np.ndarray | None
     accuracies: dict  # name in ACCURACIES -> per-model values [N]
+    shift: SharedShift | None = None
 
     def mean(self, name: str) -> float:
         return float(np.mean(self.accuracies[name]))
@@ -108,6 +145,7 @@ class Bootstrap:
         self.n_examples, self.n_models, self.resamples, self.seed = n_examples, n_models, resamples, seed
         self.examples = self._rng("examples").integers(0, n_examples, size=(resamples, n_examples), dtype=np.int32)
         self._reference_draws = self._model_draws("references")
+        self._reference_offsets = self._rng("offsets/references").standard_normal(resamples)
 
     def _rng(self, stream: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(stream.encode())])
@@ -136,12 +174,20 @@ class Bootstrap:
             raise ValueError(f"points must have shape ({self.n_examples},), got {points.shape}")
         return points[self.examples].mean(axis=1)
 
+    def shared_shift(self, name: str, shift: SharedShift | None) -> np.ndarray:
+        """F's change in each resample from the shared offsets of ``name``'s models and of
+        the references (the references' draws are the same for every method)."""
+        if shift is None:
+            return np.zeros(self.resamples)
+        return shift.effect(self._rng(f"offsets/method/{name}").standard_normal(self.resamples),
+                            self._reference_offsets)
+
     def replicates(self, name: str, method: SideScores, references: SideScores) -> Replicates:
         """Every score of ``method`` (resampled as ``name``) against ``references``."""
         draws = self._model_draws(f"method/{name}")
         accs = {k: self._resampled_means(method.accuracies[k], draws) for k in ACCURACIES}
         refs = {k: self._resampled_means(references.accuracies[k], self._reference_draws) for k in ACCURACIES}
-        forget = self.forget_quality(method.points)
+        forget = np.clip(self.forget_quality(method.points) + self.shared_shift(name, method.shift), 0.0, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             final = forget * (accs["retain_acc"] / refs["retain_acc"]) * (accs["test_acc"] / refs["test_acc"])
         return Replicates(forget, final, accs, refs)
@@ -169,4 +215,7 @@ def ratio_interval(numerator: float, denominator: float, numerator_reps, denomin
 
 def difference_interval(a: float, b: float, a_reps, b_reps) -> Interval:
     """``a - b`` with the interval of the paired replicates' differences."""
-    return percentile_interval(a - b, np.asarray(a_reps) - np.asarray(b_reps))
+    # A t draw at N = 3 can leave a reference accuracy at 0 (an infinite final score):
+    # such replicates are dropped by percentile_interval, not worth a warning.
+    with np.errstate(invalid="ignore"):
+        return percentile_interval(a - b, np.asarray(a_reps) - np.asarray(b_reps))

@@ -23,13 +23,15 @@ from tqdm.auto import tqdm
 
 from data import make_loader
 
-from . import metric
-from .comparison import intervals_of
+from . import metric, shared_shift
+from .comparison import intervals_of, shift_of
 from .intervals import CONFIDENCE, RESAMPLES, SEED
 from .mia import simple_mia
 from .scoring import ModelScores, score_model
 from .zoo import SplitTensors, Zoo
 
+INTERVALS_INFO = {"confidence": CONFIDENCE, "resamples": RESAMPLES, "seed": SEED,
+                  "resampled": "forget examples and the models' shared offsets (F); models (accuracies)"}
 MIA_MODELS = 8  # the MIA is a side view: averaged over at most this many models per kind
 
 
@@ -228,7 +230,9 @@ def score_unlearned(method_name, unlearned, unlearn_seconds, references: Referen
     ratio = float(np.mean(unlearn_seconds) / clock["seconds"])
     unlearned_summary = _summary(unlearned, confs=unlearned_confs)
     retrained_summary = _summary(retrained, confs=retrained_confs)
-    intervals = intervals_of(method_name, eps, n_models, unlearned_summary, retrained_summary, forget_quality, final)
+    shift = shared_shift.measure(unlearned_confs, retrained_confs)
+    intervals = intervals_of(method_name, eps, n_models, unlearned_summary, retrained_summary, forget_quality, final,
+                             shift)
     return EvaluationResult(
         method=method_name,
         num_models=n_models,
@@ -256,11 +260,24 @@ def score_unlearned(method_name, unlearned, unlearn_seconds, references: Referen
             "max_measurable_epsilon": metric.max_measurable_epsilon(n_models),
             "bucket_count": metric.bucket_count(n_models),
             "mean_epsilon": float(np.mean(eps)),
-            "intervals": {"confidence": CONFIDENCE, "resamples": RESAMPLES, "seed": SEED,
-                          "resampled": "forget examples (F); models (accuracies)"},
+            "intervals": INTERVALS_INFO,
+            "shared_shift": None if shift is None else shift.to_json(),
         },
         intervals={name: interval.to_json() for name, interval in intervals.items()},
     )
+
+
+def refresh_intervals(result: EvaluationResult) -> bool:
+    """Recompute the intervals of a result saved before they included the models' shared
+    offsets (its raw numbers are all still there); True when anything changed."""
+    if "shared_shift" in result.metric_info:
+        return False
+    shift = shift_of(result)
+    intervals = intervals_of(result.method, result.epsilons, result.num_models, result.unlearned, result.retrained,
+                             result.forget_quality, result.final_score, shift)
+    result.intervals = {name: interval.to_json() for name, interval in intervals.items()}
+    result.metric_info |= {"intervals": INTERVALS_INFO, "shared_shift": None if shift is None else shift.to_json()}
+    return True
 
 
 def _summary(scores: list[ModelScores], confs: np.ndarray | None = None) -> dict:

@@ -5,6 +5,8 @@ import pytest
 from scipy import stats
 
 from benchmarks.interval_coverage import draw_confidences, points
+from evaluation import shared_shift
+from evaluation.shared_shift import shared_share
 from evaluation.intervals import (ACCURACIES, Bootstrap, Interval, SideScores, difference_interval,
                                   percentile_interval, ratio_interval)
 
@@ -14,19 +16,46 @@ def _side(points, accs):
 
 
 def test_f_interval_covers_the_expected_f_at_about_its_nominal_rate():
-    """40 evaluations of 25 examples at N = 8, methods shifted by 0.5 sd: each interval is
-    checked against the mean F of the 39 others, an independent estimate of the expected F."""
-    draws, n_examples, n_models = 40, 25, 8
-    unlearned, _, retrained = draw_confidences(np.random.default_rng(0), n_models, n_examples, 0.5, 0.0, draws)
+    """40 evaluations of 25 examples at N = 8, methods shifted by 0.5 sd, a share ``rho`` of
+    every model's deviation common to all examples (resampling examples alone covers 0.78 here):
+    each interval is checked against the mean F of the 39 others, an independent estimate
+    of the expected F."""
+    draws, n_examples, n_models, rho = 40, 25, 8, 0.3
+    unlearned, _, retrained = draw_confidences(np.random.default_rng(0), n_models, n_examples, 0.5, rho, draws)
     per_example = points(unlearned, retrained)
     f = per_example.mean(axis=1)
     bootstrap = Bootstrap(n_examples, n_models)
-    intervals = [percentile_interval(f[d], bootstrap.forget_quality(per_example[d])) for d in range(draws)]
+    intervals = [percentile_interval(f[d], bootstrap.forget_quality(per_example[d]) + bootstrap.shared_shift(
+        "m", shared_shift.measure(unlearned[d], retrained[d], "cpu"))) for d in range(draws)]
     held = sum(not iv.excludes((f.sum() - f[d]) / (draws - 1)) for d, iv in enumerate(intervals))
     assert held / draws >= 0.85, f"coverage {held / draws:.2f}"
     # Not covering by being wide: the mean width matches the spread of F between evaluations.
     width = np.mean([iv.high - iv.low for iv in intervals])
     assert 0.7 < width / (2 * 1.96 * f.std(ddof=1)) < 1.4
+
+
+def test_shared_share_recovers_the_share_of_a_common_offset():
+    rng = np.random.default_rng(5)
+    for rho in (0.0, 0.3):
+        common, own = rng.standard_normal((16, 1)), rng.standard_normal((16, 400))
+        confs = np.sqrt(rho) * common + np.sqrt(1 - rho) * own
+        confs[:, :10] = 2.0  # examples on which every model agrees say nothing and are left out
+        assert shared_share(confs) == pytest.approx(rho, abs=0.1)
+
+
+def test_shared_offsets_move_f_the_way_the_shift_says():
+    """A method already 0.5 sd above the references gains F when its runs move back down
+    and loses it when they move further up; runs that only move together widen the interval."""
+    unlearned, _, retrained = draw_confidences(np.random.default_rng(6), 8, 200, 0.5, 0.5)
+    shift = shared_shift.measure(unlearned[0], retrained[0], "cpu")
+    assert shift.method_share == pytest.approx(0.5, abs=0.25)
+    assert shift.response[0] > 0 > shift.response[-1] and shift.response[shared_shift.STEPS.index(0.0)] == 0
+    bootstrap = Bootstrap(200, 8)
+    p = points(unlearned, retrained)[0]
+    examples_only = percentile_interval(p.mean(), bootstrap.forget_quality(p))
+    both = percentile_interval(p.mean(), bootstrap.forget_quality(p) + bootstrap.shared_shift("m", shift))
+    assert both.high - both.low > 1.5 * (examples_only.high - examples_only.low)
+    assert np.all(bootstrap.shared_shift("m", None) == 0)
 
 
 def test_independent_references_score_a_normalised_f_near_one():

@@ -91,9 +91,19 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
                                                         progress=False, resume=True)["rows"]}
     assert again["finetune"] == first["finetune"] and again["retrain"] == first["retrain"]
     assert "finetune: reusing" in capsys.readouterr().out
-    # A report from before intervals and the ceiling existed is not reused.
+    # A report from before the models' shared offsets is reused, its intervals recomputed and saved.
     report_path = tmp_path / "finetune" / "report.json"
     report = json.loads(report_path.read_text())
+    assert "shared_shift" in report["metric_info"]
+    stale = report | {"metric_info": {k: v for k, v in report["metric_info"].items() if k != "shared_shift"},
+                      "intervals": report["intervals"] | {"forget_quality": {"value": 0.5, "low": 0.0, "high": 1.0}}}
+    report_path.write_text(json.dumps(stale))
+    refreshed = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+                                     resume=True)
+    assert {r.method: r.status for r in refreshed["rows"]}["finetune"] == "ok"
+    rewritten = json.loads(report_path.read_text())
+    assert rewritten["intervals"] == report["intervals"] and rewritten["metric_info"] == report["metric_info"]
+    # A report from before intervals and the ceiling existed is not reused.
     report_path.write_text(json.dumps({k: v for k, v in report.items() if k not in ("intervals", "ceiling")}))
     older = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
                                  resume=True)
