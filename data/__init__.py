@@ -4,11 +4,13 @@ Imports neither ``evaluation`` nor ``methods``.
 """
 
 from .cifar10 import DataError, ImageData, load_cifar10, resolve_source
+from .loaders import Batch, make_loader
 from .splits import Splits, make_splits
-from .tensors import (CIFAR10_MEAN, CIFAR10_STD, crop_flip, draw_crop_flip, make_loader, pad_black,
+from .tensors import (CIFAR10_MEAN, CIFAR10_STD, crop_flip, draw_crop_flip, pad_black,
                       random_crop_flip, to_tensors)
 
 __all__ = [
+    "Batch",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "DataError",

@@ -1,16 +1,15 @@
-"""Images as normalised tensors, ordinary DataLoaders for methods, batched augmentation.
+"""Images as normalised tensors and batched augmentation.
 
 Training and inference in the harness keep a whole split as one tensor on the
 device, normalised once, and augment whole batches with tensor ops (as airbench
-does): no per-image Python in the hot loops. Methods get plain DataLoaders over the
-same tensors, yielding ``(images, labels)`` like the starter kit's.
+does): no per-image Python in the hot loops. Methods get DataLoaders over the same tensors
+(``loaders.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 # The starter kit's normalisation.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -25,13 +24,6 @@ def to_tensors(images: np.ndarray, labels: np.ndarray, device="cpu"):
     std = torch.tensor(CIFAR10_STD, device=device).view(1, 3, 1, 1)
     x = ((x - mean) / std).contiguous()
     return x, torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
-
-
-def make_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0):
-    """A DataLoader over CPU tensors yielding ``(images, labels)``; shuffling is seeded."""
-    generator = torch.Generator().manual_seed(seed)
-    dataset = TensorDataset(images.cpu(), labels.cpu())
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
 
 def pad_black(images: torch.Tensor, padding: int = CROP_PADDING) -> torch.Tensor:

@@ -39,7 +39,8 @@ def train_epoch(
     """
     device = device_of(net)
     net.train()
-    total, batches = 0.0, 0
+    # The running loss stays on the device: a per-step .item() would stall the GPU queue.
+    total, batches = torch.zeros((), device=device), 0
     for images, labels in loader:
         if max_steps is not None and batches >= max_steps:
             break
@@ -52,9 +53,9 @@ def train_epoch(
         optimizer.step()
         if after_step is not None:
             after_step(net)
-        total += loss.item()
+        total += loss.detach()
         batches += 1
-    return total / max(batches, 1)
+    return total.item() / max(batches, 1)
 
 
 def train_epochs(net, loader, optimizer, epochs: int, scheduler=None, **kwargs) -> list[float]:
@@ -110,14 +111,15 @@ def loader_over(loader, batch_size: int | None = None, shuffle: bool = True, ind
     """A new DataLoader over ``loader``'s dataset (or a subset of it)."""
     dataset = loader.dataset if indices is None else Subset(loader.dataset, list(indices))
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else seed)
-    return DataLoader(dataset, batch_size=batch_size or loader.batch_size, shuffle=shuffle, generator=generator)
+    return DataLoader(dataset, batch_size=batch_size or loader.batch_size, shuffle=shuffle, generator=generator,
+                      collate_fn=loader.collate_fn)
 
 
 def class_counts(loader, num_classes: int) -> torch.Tensor:
     """How many examples of each class the loader's dataset holds."""
     counts = torch.zeros(num_classes, dtype=torch.float64)
-    for _, labels in DataLoader(loader.dataset, batch_size=1024):
-        counts += torch.bincount(labels, minlength=num_classes).double()
+    for _, labels in DataLoader(loader.dataset, batch_size=1024, collate_fn=loader.collate_fn):
+        counts += torch.bincount(labels, minlength=num_classes).double().cpu()
     return counts
 
 
@@ -241,9 +243,9 @@ def loader_accuracy(net: torch.nn.Module, loader) -> float:
     """Accuracy of ``net`` (eval mode) over a loader; the train/eval mode is restored."""
     device, was_training = device_of(net), net.training
     net.eval()
-    correct = total = 0
+    correct, total = torch.zeros((), dtype=torch.long, device=device), 0
     for images, labels in loader:
-        correct += (net(images.to(device)).argmax(1).cpu() == labels).sum().item()
+        correct += (net(images.to(device)).argmax(1) == labels.to(device)).sum()
         total += labels.numel()
     net.train(was_training)
-    return correct / max(total, 1)
+    return correct.item() / max(total, 1)

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from data import make_loader
 from evaluation.model import make_model
 from methods import BaseMethod, all_method_handlers
-from methods.common import conv_layers, train_epochs, sgd
+from methods.common import conv_layers, sgd, train_epoch, train_epochs
 from methods.kookmin import Kookmin
 from methods.saliency_guided import SaliencyGuided
 from methods.salun import SalUn, saliency_mask
@@ -53,8 +54,12 @@ def test_all_methods_registered():
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_method_runs_changes_weights_and_stays_finite(name, device, tiny):
-    original, retain, forget, val = tiny
+    original, *loaders = tiny
     net = copy.deepcopy(original).to(device)
+    if device != "cpu":  # as the evaluation hands them out: the split already on the device
+        loaders = [make_loader(*(t.to(device) for t in l.dataset.tensors), l.batch_size, shuffle=True, seed=k)
+                   for k, l in enumerate(loaders)]
+    retain, forget, val = loaders
     torch.manual_seed(0)
     assert all_method_handlers()[name]().run(net, retain, forget, val) is None
     before = _params(original)
@@ -171,3 +176,14 @@ def test_saliency_guided_logs_every_round(tiny):
         assert set(r) == {"round", "masked_fraction", "forget_acc", "val_acc", "gap", "seconds"}
         assert r["gap"] == pytest.approx(r["forget_acc"] - r["val_acc"])
     assert log[1]["masked_fraction"] == 0.1 and log[2]["seconds"] >= log[1]["seconds"]
+
+
+def test_the_training_loop_reads_the_loss_once_per_epoch_not_per_step(tiny, monkeypatch):
+    """A per-step ``.item()`` stalls a GPU's queue: the running loss stays on the device."""
+    original, retain, _, _ = tiny
+    net = copy.deepcopy(original)
+    reads, item = [], torch.Tensor.item
+    # (the DataLoader draws its integer base seed with an .item() of its own, on the CPU)
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(t.is_floating_point()) or item(t))
+    loss = train_epoch(net, retain, sgd(net, 1e-3))
+    assert len(retain) == 3 and sum(reads) == 1 and loss > 0
