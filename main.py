@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import sys
 import time
@@ -28,6 +29,14 @@ class UsageError(Exception):
 
 class RunFailed(Exception):
     """The method failed (raised, or left NaN/inf weights): one line, exit code 1."""
+
+
+class WorkersExited(Exception):
+    """A worker process ended with this exit code after printing its own error."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,6 +55,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gate", type=float, default=0.2, help="efficiency gate: max unlearn/retrain time ratio")
     p.add_argument("--method-timeout", type=float, default=None,
                    help="seconds one unlearning run may take before the method is recorded as failed")
+    p.add_argument("--workers", type=int,
+                   help="K processes sharing the device, each taking every K-th run and reference (default: 1 on "
+                        "CPU; on a GPU from its free memory and the CPU cores)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads per process (default: the cores split among the workers); results are "
+                        "identical for any --workers at the same --threads")
+    p.add_argument("--precision", choices=("bf16", "fp16", "fp32"),
+                   help="the engine's arithmetic for the original and the references (default: bf16 on GPUs that "
+                        "have it natively, fp16 with loss scaling on older ones, fp32 on CPU)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--ceiling", action="store_true",
                    help="with -m NAME: also train N more references, if the store lacks them, and score retraining "
@@ -94,17 +112,33 @@ def resolve_run(args):
         raise UsageError(f"unknown dataset {args.dataset!r}; choose cifar10 or faces")
     if not 0 < args.gate:
         raise UsageError(f"--gate must be positive, got {args.gate}")
+    for flag in ("workers", "threads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     if args.method_timeout is not None and args.method_timeout <= 0:
         raise UsageError(f"--method-timeout must be positive, got {args.method_timeout}")
     chosen = handlers if args.method == ALL else {args.method: handlers[args.method]}
     return chosen, device, PROFILES[profile_name].with_models(args.num_models)
 
 
-def run(args) -> dict:
+def run(args, argv: list[str]) -> dict:
+    import torch
+
     from data import DataError
     from evaluation.distributed import close_world, init_world
+    from evaluation.workers import default_workers, is_worker, launch, threads_per_worker
 
     methods, device, profile = resolve_run(args)
+    workers = args.workers or default_workers(device)
+    threads = threads_per_worker(workers, args.threads)
+    if workers > 1 and not is_worker():
+        code = launch([str(REPO / "main.py"), *argv, "--workers", str(workers), "--threads", str(threads)], workers,
+                      threads)
+        if code:
+            raise WorkersExited(code)
+        return {}
+    if args.threads or is_worker():
+        torch.set_num_threads(threads)
     try:
         data, groups = load_dataset(args.dataset, args.data)
     except DataError as e:
@@ -118,6 +152,7 @@ def run(args) -> dict:
 
 def _run(args, methods, device, profile, data, groups, world) -> dict:
     from data import make_splits
+    from evaluation.precision import choose_precision
     from evaluation.report import environment
     from evaluation.store import CheckpointStore
     from evaluation.zoo import SplitTensors, Zoo
@@ -125,7 +160,8 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
     if device.type == "cuda" and world.size > 1:
         import torch
 
-        device = torch.device("cuda", world.local_rank)
+        # Ranks may share a GPU: --workers, or torchrun with more processes than GPUs.
+        device = torch.device("cuda", world.local_rank % torch.cuda.device_count())
     try:
         splits = make_splits(len(data.y_train), len(data.y_test), args.seed, train_subset=profile.train_subset,
                              test_subset=profile.test_subset, groups=groups)
@@ -133,7 +169,7 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
         raise UsageError(str(e)) from None
     progress = not args.no_progress and world.is_main
     zoo = Zoo(data, splits, profile, SplitTensors.build(data, splits, device), CheckpointStore(args.store), progress,
-              world=world)
+              world=world, precision=args.precision)
     out = pathlib.Path(args.out)
     context = {
         "report_version": REPORT_VERSION,
@@ -143,8 +179,8 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
         "gate": args.gate,
         "data": {"source": data.source, "fingerprint": data.fingerprint(), "splits_file": "splits.json"},
         "sizes": {name: int(getattr(splits, name).size) for name in ("forget", "retain", "val", "test")},
-        "environment": environment(device),
-        "world_size": world.size,
+        "environment": environment(device) | {"precision": choose_precision(device, args.precision)},
+        "world_size": world.size,  # processes (--workers or torchrun); the numbers do not depend on it
     }
     if args.method == ALL:
         return run_leaderboard(methods, zoo, out, context, args.gate, progress, args.method_timeout, args.resume)
@@ -202,7 +238,7 @@ def write_result(result, out_dir: pathlib.Path, splits, context: dict) -> None:
 
 
 # What a reused report must share with this run to stand in for it.
-RESUME_KEYS = ("report_version", "profile", "seed", "run_seeds", "gate", "sizes", "world_size")
+RESUME_KEYS = ("report_version", "profile", "seed", "run_seeds", "gate", "sizes")
 # Bump when reports gain fields a leaderboard needs: an older report is then run again, not reused.
 REPORT_VERSION = 2  # 2: intervals and the ceiling
 
@@ -216,8 +252,9 @@ def reusable_result(path: pathlib.Path, context: dict):
     except (OSError, ValueError):
         return None
     same = all(report.get(k) == context.get(k) for k in RESUME_KEYS)
-    for section, key in (("data", "fingerprint"), ("environment", "device")):
-        same = same and report.get(section, {}).get(key) == context.get(section, {}).get(key)
+    for section, key, default in (("data", "fingerprint", None), ("environment", "device", None),
+                                  ("environment", "precision", "fp32")):  # reports before precisions were fp32
+        same = same and report.get(section, {}).get(key, default) == context.get(section, {}).get(key, default)
     if not same or report.get("status") == "failed" or not report.get("intervals"):
         return None
     try:
@@ -291,18 +328,22 @@ def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: 
 
 
 def main(argv=None) -> int:
+    from evaluation.workers import WorkerFailed
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     try:
         if args.list:
             print(list_everything())
             return 0
-        run(args)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RunFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        run(args, argv)
+    except (UsageError, RunFailed, WorkerFailed) as e:
+        # Under --workers every process meets the same error: the first rank says it.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1
+    except WorkersExited as e:
+        return e.code
     return 0
 
 

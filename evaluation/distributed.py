@@ -3,8 +3,9 @@
 Under ``torchrun`` (``WORLD_SIZE`` > 1) each rank takes the model indices ``i`` with
 ``i % world == rank``: which models exist never depends on the number of processes,
 only who computes them. Every model is seeded by its index, so the gathered results
-equal a single process's. gloo on CPU, nccl on GPUs. Without torchrun everything is
-one process and these helpers are no-ops.
+equal a single process's. nccl when every rank has a GPU of its own, gloo on CPU
+or when ranks share a GPU (``--workers``). Without torchrun everything is one process
+and these helpers are no-ops.
 """
 
 from __future__ import annotations
@@ -54,9 +55,12 @@ def init_world(timeout_minutes: float = 120) -> World:
         return World()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local_rank)
+        # NCCL refuses two ranks on one GPU: gloo whenever ranks share a device (or on CPU).
+        local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))
+        shared = not torch.cuda.is_available() or local_size > torch.cuda.device_count()
+        backend = "gloo" if shared else "nccl"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
     return World(rank=rank, size=size, local_rank=local_rank)
 

@@ -1,12 +1,13 @@
 """The training engine: several ResNet-18s trained (and evaluated) at once.
 
-The data stays on the device as one normalised tensor (bf16 on CUDA), padded once
-for cropping. At the start of each epoch every model draws, from its own generator
-and in the same order as a model trained alone, its permutation and one crop and
-flip per example; a step gathers every model's batch, crops and flips it in one
+The data stays on the device as one normalised tensor (in the autocast dtype on
+CUDA), padded once for cropping. At the start of each epoch every model draws, from
+its own generator and in the same order as a model trained alone, its permutation and
+one crop and flip per example; a step gathers every model's batch, crops and flips it in one
 indexing op. Model k of a group is therefore the model that seed k gives alone.
 
-On CUDA the step runs under bf16 autocast and is captured once as a CUDA graph (per
+On CUDA the step runs under autocast (bf16, or fp16 with loss scaling on GPUs without
+native bf16: ``precision.py``) and is captured once as a CUDA graph (per
 batch shape) and replayed: at 32x32 this ResNet is launch-bound, and a replay costs
 one launch instead of hundreds. Each model runs its forward and backward on its own
 stream, so the graph holds K independent branches that fill the GPU together; one
@@ -39,6 +40,7 @@ from data.tensors import CROP_PADDING, crop_flip, draw_crop_flip, pad_black
 
 from .inference import predict_logits
 from .model import make_model
+from .precision import autocast_dtype, choose_precision, needs_loss_scaling
 from .small_convs import convs_as_matmuls
 from .training import cosine_factor
 
@@ -123,6 +125,10 @@ class ModelGroup:
         return cls(models)
 
 
+# torch.amp.GradScaler's defaults
+INITIAL_LOSS_SCALE, LOSS_SCALE_GROWTH, LOSS_SCALE_BACKOFF, LOSS_SCALE_INTERVAL = 2.0**16, 2.0, 0.5, 2000
+
+
 class StackedSGD:
     """``torch.optim.SGD`` (momentum, weight decay; no dampening or Nesterov) over every model's
     parameters, with a learning rate that ``set_lr`` changes per step.
@@ -134,15 +140,31 @@ class StackedSGD:
     """
 
     def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, weight_decay: float,
-                 graph_safe: bool | None = None):
-        """``graph_safe`` picks the foreach update (default: on CUDA)."""
+                 graph_safe: bool | None = None, loss_scaling: bool = False):
+        """``graph_safe`` picks the foreach update (default: on CUDA, and with ``loss_scaling``).
+
+        ``loss_scaling`` (fp16) keeps a dynamic loss scale on the device, as
+        ``torch.amp.GradScaler`` does, but without its host-side check: a step whose
+        gradients hold inf or NaN is neutralised on the device (no change to weights or
+        momentum) and the scale halves, so the step can live in a captured graph.
+        """
         self.params = params
         self.momentum, self.weight_decay = momentum, weight_decay
-        self.lr = torch.tensor(lr, dtype=torch.float32, device=params[0].device)
-        graph_safe = params[0].is_cuda if graph_safe is None else graph_safe
+        device = params[0].device
+        self.lr = torch.tensor(lr, dtype=torch.float32, device=device)
+        graph_safe = (params[0].is_cuda or loss_scaling) if graph_safe is None else graph_safe
+        if loss_scaling and not graph_safe:
+            raise ValueError("loss scaling needs the graph-safe update")
         self.momentum_buffers = [torch.zeros_like(p) for p in params] if graph_safe else []
         self._fused = None if graph_safe else torch.optim.SGD(params, lr=lr, momentum=momentum,
                                                               weight_decay=weight_decay, fused=True)
+        self.loss_scale = torch.full((), INITIAL_LOSS_SCALE, device=device) if loss_scaling else None
+        self._growth_tracker = torch.zeros((), dtype=torch.int32, device=device)
+        self._found_inf = torch.zeros((), device=device)
+
+    def scaler_state(self) -> list[torch.Tensor]:
+        """The tensors a loss-scaled step changes besides weights and momentum."""
+        return [self.loss_scale, self._growth_tracker, self._found_inf] if self.loss_scale is not None else []
 
     def set_lr(self, value: float) -> None:
         if self._fused is not None:
@@ -159,17 +181,39 @@ class StackedSGD:
         if self._fused is not None:
             self._fused.step()
             return
+        if self.loss_scale is not None:
+            self._scaled_step()
+            return
         grads = torch._foreach_add([p.grad for p in self.params], self.params, alpha=self.weight_decay)
         torch._foreach_mul_(self.momentum_buffers, self.momentum)
         torch._foreach_add_(self.momentum_buffers, grads)
         torch._foreach_sub_(self.params, torch._foreach_mul(self.momentum_buffers, self.lr))
 
+    def _scaled_step(self) -> None:
+        grads = [p.grad for p in self.params]
+        self._found_inf.zero_()
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found_inf, self.loss_scale.reciprocal())
+        # keep is 1 for a finite step, 0 for one to skip: then the gradient is zeroed and
+        # weight decay, momentum decay and the learning rate all act as the identity.
+        keep = 1 - self._found_inf
+        for g in grads:
+            torch.nan_to_num_(g, nan=0.0, posinf=0.0, neginf=0.0)
+        torch._foreach_mul_(grads, keep)
+        torch._foreach_add_(grads, torch._foreach_mul(self.params, self.weight_decay * keep))
+        torch._foreach_mul_(self.momentum_buffers, self.momentum * keep + self._found_inf)
+        torch._foreach_add_(self.momentum_buffers, grads)
+        torch._foreach_sub_(self.params, torch._foreach_mul(self.momentum_buffers, self.lr * keep))
+        torch._amp_update_scale_(self.loss_scale, self._growth_tracker, self._found_inf, LOSS_SCALE_GROWTH,
+                                 LOSS_SCALE_BACKOFF, LOSS_SCALE_INTERVAL)
+
 
 class Batches:
     """Every model's epoch draws and the batches they select, from one padded copy of the data."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool, generators: list):
-        dtype = torch.bfloat16 if images.is_cuda else images.dtype  # autocast casts to bf16 anyway
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool, generators: list,
+                 dtype: torch.dtype | None = None):
+        """``dtype``: the images' dtype on the device (autocast would cast them to it anyway)."""
+        dtype = dtype or images.dtype
         self.images = pad_black(images.to(dtype)) if augment else images.to(dtype)
         self.labels, self.augment, self.generators = labels, augment, generators
         self.size = images.shape[-1]
@@ -200,8 +244,10 @@ class Trainer:
     branches of it.
     """
 
-    def __init__(self, groups: list[ModelGroup], optimizer: StackedSGD, batches: Batches, graphs: bool):
+    def __init__(self, groups: list[ModelGroup], optimizer: StackedSGD, batches: Batches, graphs: bool,
+                 precision: str = "fp32"):
         self.groups, self.optimizer, self.batches = groups, optimizer, batches
+        self.autocast = autocast_dtype(precision)
         self.graphs = {} if graphs else None
         on_cuda = batches.labels.is_cuda
         self.streams = [torch.cuda.Stream() for _ in groups] if on_cuda and len(groups) > 1 else None
@@ -234,20 +280,23 @@ class Trainer:
         self.optimizer.step()
         return torch.cat(losses)
 
-    @staticmethod
-    def _forward_backward(group: ModelGroup, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _forward_backward(self, group: ModelGroup, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # no autocast cache: a captured graph must recast the weights on every replay
-        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=x.is_cuda, cache_enabled=False):
+        with torch.autocast(device_type=x.device.type, dtype=self.autocast or torch.bfloat16,
+                            enabled=self.autocast is not None, cache_enabled=False):
             logits = group.forward(x)  # [k, B, classes]
             losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape).mean(1)
-        losses.sum().backward()  # models share no parameter: each gets its own gradient
+        total = losses.sum()  # models share no parameter: each gets its own gradient
+        scale = self.optimizer.loss_scale
+        (total if scale is None else total * scale).backward()
         return losses.detach()
 
     def _capture(self, plan: torch.Tensor):
         """Capture the step for this batch shape. cuDNN's autotuning and autograd's set-up must
         run before capture; that warm-up must not train, so it runs at lr 0 (weights stay put)
         and the BatchNorm statistics and momentum it touches are restored afterwards."""
-        state = [b for group in self.groups for b in group.buffers()] + self.optimizer.momentum_buffers
+        state = ([b for group in self.groups for b in group.buffers()] + self.optimizer.momentum_buffers
+                 + self.optimizer.scaler_state())
         saved = [t.clone() for t in state]
         lr = self.optimizer.lr.clone()
         self.optimizer.lr.zero_()
@@ -270,7 +319,7 @@ class Trainer:
 
 def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10, progress: bool = True,
                  desc: str = "train", record_losses: bool = False, graphs: bool | None = None, fuse: int = 1,
-                 compile: bool = False, small_convs: bool | None = None):
+                 compile: bool = False, small_convs: bool | None = None, precision: str | None = None):
     """Train ``len(seeds)`` fresh ResNet-18s together on ``images`` (already on the device).
 
     ``graphs`` (default: on CUDA) replays each step as a CUDA graph. ``fuse`` models
@@ -281,7 +330,9 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
     (default: on CPU, where it measured 1.4x to 1.9x faster; not yet measured on CUDA)
     runs the convolutions whose input is no larger than their kernel (layer3 and
     layer4 at 32x32) as matrix products that skip padded taps: the same function
-    and gradients (``evaluation/small_convs.py``). Returns
+    and gradients (``evaluation/small_convs.py``). ``precision`` (``evaluation/precision.py``;
+    default: bf16 on a GPU that has it natively, fp16 with loss scaling on an older one,
+    fp32 on CPU) sets the autocast and the images' dtype. Returns
     ``(state_dicts, seconds, losses)``; ``losses`` is ``[steps, K]`` when
     ``record_losses`` (it synchronises every step, so only tests ask for it).
     """
@@ -293,11 +344,14 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
         for model in models:
             convs_as_matmuls(model, tuple(images.shape[1:]))
     groups = [ModelGroup(models[g : g + fuse], compile).train() for g in range(0, len(models), fuse)]
+    precision = choose_precision(device, precision)
     optimizer = StackedSGD([p for group in groups for p in group.parameters()], recipe.lr, recipe.momentum,
-                           recipe.weight_decay)
+                           recipe.weight_decay, loss_scaling=needs_loss_scaling(precision))
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-    batches = Batches(images, labels, recipe.augment, generators)
-    trainer = Trainer(groups, optimizer, batches, graphs=device.type == "cuda" if graphs is None else graphs)
+    # On CUDA the images are kept in the autocast dtype; on CPU autocast casts per batch.
+    batches = Batches(images, labels, recipe.augment, generators, autocast_dtype(precision) if images.is_cuda else None)
+    trainer = Trainer(groups, optimizer, batches, graphs=device.type == "cuda" if graphs is None else graphs,
+                      precision=precision)
     n = images.shape[0]
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     total_steps = max(1, recipe.epochs * steps_per_epoch)

@@ -28,7 +28,18 @@ def environment(device) -> dict:
         "threads": torch.get_num_threads(),
     }
     if str(device).startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
+        # What decides whether a rerun on this GPU repeats the numbers bit for bit.
+        info |= {
+            "gpu": torch.cuda.get_device_name(device),
+            "gpu_capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        }
     return info
 
 
@@ -76,7 +87,7 @@ def summary_table(result: EvaluationResult) -> str:
         "",
         f"{'time':18s}unlearn {t['unlearn_seconds_mean']:.2f} s / retrain {t['retrain_seconds']:.2f} s"
         f" = {t['time_ratio']:.3f} ({verdict} the {t['gate']:.0%} gate)",
-        f"intervals: {CONFIDENCE:.0%}, forget examples resampled for F, models for the accuracies",
+        f"intervals: {CONFIDENCE:.0%}; F: forget examples and the models' shared offsets resampled; accuracies: models",
     ]
     return "\n".join(lines)
 

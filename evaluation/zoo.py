@@ -1,7 +1,8 @@
 """The original model and the retrained references, trained once and cached.
 
 Every model's store key is derived from all that determines it: the data
-fingerprint, the split seed and indices, the recipe and the model seed.
+fingerprint, the split seed and indices, the recipe, the model seed and the
+engine's precision.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from data import ImageData, Splits, to_tensors
 
 from .distributed import World
 from .engine import train_models
+from .precision import choose_precision
 from .model import make_model
 from .profiles import Profile
 from .retrain_clock import CLOCK_VERSION, extrapolate, machine_name, measure
@@ -58,6 +60,7 @@ class Zoo:
     store: CheckpointStore
     progress: bool = True
     group_size: int | None = None  # references trained together (default: 16 on CUDA, 1 on CPU)
+    precision: str | None = None  # the engine's arithmetic (precision.py; default: chosen from the device)
     world: World = World()  # under torchrun: this process's rank and the number of ranks
     _original: tuple | None = None  # loaded once per process; every run copies it
 
@@ -65,8 +68,14 @@ class Zoo:
         if self.group_size:
             return self.group_size
         return 16 if self.tensors.retain[0].is_cuda else 1  # on CPU grouping saves nothing
+
+    def _precision(self) -> str:
+        return choose_precision(self.tensors.retain[0].device, self.precision)
+
     def _config(self, role: str, recipe: TrainRecipe, indices: np.ndarray, seed: int) -> dict:
-        return {
+        # fp32 (the CPU's) adds nothing, so stores trained before precisions were a choice stay valid.
+        precision = self._precision()
+        return ({} if precision == "fp32" else {"precision": precision}) | {
             "role": role,
             "data": self.data.fingerprint(),
             "split_seed": self.splits.seed,
@@ -210,7 +219,8 @@ class Zoo:
         if todo:
             recipe = TrainRecipe(**todo[0]["recipe"])
             states, seconds, _ = train_models(
-                images, labels, recipe, [c["model_seed"] for c in todo], self.data.num_classes, self.progress, desc
+                images, labels, recipe, [c["model_seed"] for c in todo], self.data.num_classes, self.progress, desc,
+                precision=todo[0].get("precision", "fp32"),
             )
             # One inference serves both the records' accuracies and the scores' cache.
             scores = score_states(states, self.tensors, self.data.num_classes)

@@ -41,6 +41,8 @@ def test_list(capsys):
         (["-m", "finetune", "--num-models", "-1"], "at least 3"),
         (["-m", "finetune", "--data", "/no/such/cifar.npz"], "no CIFAR-10 file"),
         ([], "no method given"),
+        (["-m", "finetune", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (["-m", "finetune", "--threads", "0"], "--threads must be at least 1, got 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):

@@ -83,3 +83,17 @@ def test_batched_inference_on_cuda_equals_one_model_at_a_time():
     together = predict_logits_many([m.state_dict() for m in models], x, batch_size=16, group_size=2)
     for k, m in enumerate(models):
         torch.testing.assert_close(together[k], predict_logits(m, x), rtol=1e-2, atol=1e-2)  # TF32 convolutions
+
+
+def test_fp16_graph_replays_equal_the_eager_steps_and_skip_overflows_on_the_device():
+    """fp16 with loss scaling inside a captured graph: GradScaler's initial 2^16 overflows
+    the first steps, which both runs must skip alike, on the device, and then train."""
+    x, y = _on_cuda(100)
+    recipe = TrainRecipe(epochs=3, batch_size=40, lr=1e-3)
+    graphed_states, _, graphed = train_models(x, y, recipe, [3], progress=False, record_losses=True, graphs=True,
+                                              precision="fp16")
+    eager_states, _, eager = train_models(x, y, recipe, [3], progress=False, record_losses=True, graphs=False,
+                                          precision="fp16")
+    torch.testing.assert_close(graphed, eager, rtol=0, atol=5e-3)
+    assert torch.isfinite(graphed).all()
+    assert not torch.equal(graphed_states[0]["fc.weight"].cpu(), make_model(seed=3).state_dict()["fc.weight"])

@@ -110,6 +110,66 @@ def test_stacked_sgd_is_torch_sgd(graph_safe):
     assert not torch.equal(mine[0], start[0])
 
 
+def test_loss_scaled_sgd_unscales_and_skips_a_step_with_inf_on_the_device():
+    """fp16's update: gradients of a scaled loss give torch.optim.SGD's steps; a step with an
+    inf gradient changes neither weights nor momentum and halves the scale, with no host
+    check (so it can be captured in a CUDA graph)."""
+    g = torch.Generator().manual_seed(1)
+    start = [torch.randn(5, 3, generator=g), torch.randn(7, generator=g)]
+    mine, ref = [p.clone() for p in start], [p.clone().requires_grad_() for p in start]
+    ours = StackedSGD(mine, lr=0.1, momentum=0.9, weight_decay=5e-4, loss_scaling=True)
+    torch_sgd = torch.optim.SGD(ref, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    assert ours.loss_scale.item() == 2.0**16
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=g) for p in start]
+        for p, grad in zip(mine, grads):
+            p.grad = grad * ours.loss_scale
+        ours.step()
+        for p, grad in zip(ref, grads):
+            p.grad = grad.clone()
+        torch_sgd.step()
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-6, atol=1e-6)
+    weights, momentum = [p.clone() for p in mine], [b.clone() for b in ours.momentum_buffers]
+    for p in mine:
+        p.grad = torch.randn(p.shape, generator=g)
+    mine[1].grad[3] = float("inf")
+    ours.step()
+    assert all(torch.equal(a, b) for a, b in zip(mine, weights))
+    assert all(torch.equal(a, b) for a, b in zip(ours.momentum_buffers, momentum))
+    assert ours.loss_scale.item() == 2.0**15
+
+
+def test_precision_is_bf16_only_where_the_gpu_has_it_natively():
+    from evaluation.precision import choose_precision
+
+    cuda = torch.device("cuda")
+    assert choose_precision(cuda, capability=(7, 5)) == "fp16"  # T4: bf16 only emulated
+    assert choose_precision(cuda, capability=(8, 0)) == "bf16" and choose_precision(cuda, capability=(9, 0)) == "bf16"
+    assert choose_precision(torch.device("cpu")) == "fp32"
+    assert choose_precision(cuda, "fp32", capability=(9, 0)) == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        choose_precision(cuda, "fp8")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_training_follows_fp32(precision, monkeypatch):
+    """On CPU too the engine trains under autocast (fp16 with loss scaling): the same run to
+    within low-precision noise, not bit for bit. (fp16 starts from a smaller scale here:
+    GradScaler's 2^16 overflows and skips the first steps, which a short run would notice.)"""
+    import evaluation.engine
+
+    monkeypatch.setattr(evaluation.engine, "INITIAL_LOSS_SCALE", 256.0)
+    x, y = _data(32)
+    recipe = TrainRecipe(epochs=1, batch_size=16, lr=0.01, augment=False)
+    low, _, low_losses = train_models(x, y, recipe, [5], progress=False, record_losses=True, precision=precision)
+    full, _, full_losses = train_models(x, y, recipe, [5], progress=False, record_losses=True, precision="fp32")
+    assert abs(low_losses[0, 0] - full_losses[0, 0]) < 0.02  # the same weights, in low precision
+    assert abs(low_losses[1, 0] - full_losses[1, 0]) < 0.15  # after one step, which BatchNorm makes chaotic
+    assert not torch.equal(low[0]["conv1.weight"], full[0]["conv1.weight"])
+    assert all(torch.isfinite(v.float()).all() for v in low[0].values())
+
+
 def test_compiled_training_equals_eager():
     """``compile=True`` trains the same model (the GPU speed option; on CPU it is slower)."""
     from torch._dynamo.utils import counters

@@ -31,26 +31,78 @@ def _report(out):
     return json.loads((pathlib.Path(out) / "finetune" / "report.json").read_text())
 
 
-def test_torchrun_two_processes_equal_one(tmp_path):
-    """Each rank trains and runs its share; rank 0's report equals a single process's."""
-    single = subprocess.run([sys.executable, "main.py", *SMOKE, "--out", str(tmp_path / "one"),
-                             "--store", str(tmp_path / "store1")], cwd=REPO, env=_env(), capture_output=True, text=True)
-    assert single.returncode == 0, single.stderr[-2000:]
-    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-                            "main.py", *SMOKE, "--out", str(tmp_path / "two"), "--store", str(tmp_path / "store2")],
-                           cwd=REPO, env=_env(), capture_output=True, text=True)
-    assert multi.returncode == 0, multi.stderr[-3000:]
-    one, two = _report(tmp_path / "one"), _report(tmp_path / "two")
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """The smoke finetune evaluation in one process and with ``--workers 2``, one thread each."""
+    tmp = tmp_path_factory.mktemp("workers")
+    runs = {}
+    for name, extra in (("one", []), ("two", ["--workers", "2"])):
+        runs[name] = subprocess.run([sys.executable, "main.py", *SMOKE, "--threads", "1", *extra, "--out",
+                                     str(tmp / name), "--store", str(tmp / f"store_{name}")],
+                                    cwd=REPO, env=_env(), capture_output=True, text=True)
+    return tmp, runs
+
+
+def test_two_workers_give_the_numbers_of_one_process(two_workers):
+    """Each worker trains and runs its share; the report equals a single process's."""
+    tmp, runs = two_workers
+    assert runs["one"].returncode == 0, runs["one"].stderr[-2000:]
+    assert runs["two"].returncode == 0, runs["two"].stderr[-3000:]
+    one, two = _report(tmp / "one"), _report(tmp / "two")
     assert one["world_size"] == 1 and two["world_size"] == 2
-    for key in ("forget_quality", "final_score", "epsilons", "mia"):
+    assert one["environment"]["threads"] == two["environment"]["threads"] == 1
+    for key in ("forget_quality", "final_score", "epsilons", "mia", "intervals"):
         assert one[key] == two[key], key
     for side in ("unlearned", "retrained", "original"):
         for key in ("retain_acc_per_model", "test_acc_per_model", "forget_acc_per_model"):
             assert one[side][key] == two[side][key], (side, key)
     assert one["unlearned"]["forget_confs"] == two["unlearned"]["forget_confs"]
-    # both ranks wrote their models to the shared store; only rank 0 wrote the report
-    assert len(list((tmp_path / "store2").glob("*.pt"))) == 1 + 3
-    assert multi.stdout.count("report:") == 1
+    # both workers wrote their models to the shared store; only the first wrote the report
+    assert len(list((tmp / "store_two").glob("*.pt"))) == 1 + 3
+    assert runs["two"].stdout.count("report:") == 1
+
+
+def test_a_worker_past_its_time_limit_fails_the_method_and_leaves_no_process(two_workers):
+    tmp, _ = two_workers
+    out = tmp / "timeout"
+    run = subprocess.run([sys.executable, "main.py", *SMOKE, "--workers", "2", "--method-timeout", "0.2", "--out",
+                          str(out), "--store", str(tmp / "store_two")], cwd=REPO, env=_env(), capture_output=True,
+                         text=True, timeout=300)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 1 and len(errors) == 1, run.stderr[-2000:]
+    assert "finetune failed: run 0: ran past its time limit of 0.2 s" in errors[0]
+    assert json.loads((out / "finetune" / "report.json").read_text())["status"] == "failed"
+    assert _processes_mentioning(str(out)) == []
+
+
+def test_a_killed_worker_stops_the_others_with_a_one_line_reason(two_workers):
+    tmp, _ = two_workers
+    out = tmp / "killed"
+    launcher = subprocess.Popen([sys.executable, "main.py", *SMOKE, "--workers", "2", "--out", str(out), "--store",
+                                 str(tmp / "store_two")], cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(workers := [p for p in _processes_mentioning(str(out))
+                                                    if p != launcher.pid]) < 2:
+        time.sleep(0.1)
+    assert len(workers) == 2, "both workers should have started"
+    os.kill(max(workers), signal.SIGKILL)
+    _, err = launcher.communicate(timeout=120)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert launcher.returncode == 1 and len(errors) == 1, err[-2000:]
+    assert "died (SIGKILL)" in errors[0]
+    assert _processes_mentioning(str(out)) == []
 
 
 def test_killed_zoo_training_resumes_without_loss(tmp_path):

@@ -99,3 +99,23 @@ def test_scores_belong_to_their_evaluation(tiny_zoo):
     assert scores.test_losses.shape == (30,) and stored.test_losses.shape == (50,)
     np.testing.assert_array_equal(scores.forget_confs, stored.forget_confs)
     assert len(list((tiny_zoo.store.root / "arrays").glob("*.npz"))) == 2
+
+
+def test_the_engines_precision_is_part_of_a_reference_key(tiny_zoo, monkeypatch):
+    """bf16 and fp16 references are other models than fp32's; fp32 keeps the keys stores
+    were written with before the precision was a choice, and its models train in fp32."""
+    from evaluation.store import config_key
+
+    fp32 = tiny_zoo._retrained_config(0)
+    assert "precision" not in fp32
+    keys = {config_key(dataclasses.replace(tiny_zoo, precision=p)._retrained_config(0)) for p in ("bf16", "fp16")}
+    assert len(keys | {config_key(fp32)}) == 3
+    class Asked(Exception):
+        pass
+
+    def training(*args, precision, **kwargs):
+        raise Asked(precision)
+
+    monkeypatch.setattr("evaluation.zoo.train_models", training)
+    with pytest.raises(Asked, match="bf16"):
+        dataclasses.replace(tiny_zoo, precision="bf16").ensure_retrained([0])
