@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -42,7 +43,10 @@ class WorkersExited(Exception):
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Run an unlearning method against the local evaluation.")
     p.add_argument("-m", "--method", help="registered method name (see --list), or 'all' for a leaderboard")
-    p.add_argument("--list", action="store_true", help="list methods and profiles, then exit")
+    p.add_argument("--list", action="store_true", help="list methods (with their hyperparameters) and profiles")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with -m NAME: a hyperparameter of the method, typed from its declaration (repeatable; "
+                        "tuples as a,b,c; none for an optional value; see --list)")
     p.add_argument("--profile", help="smoke | quick | dev | full (default: quick on CPU, dev on GPU)")
     p.add_argument("--num-models", type=int, help="N: unlearning runs and retrained references (>= 3)")
     p.add_argument("--seed", type=int, default=0, help="split seed: forget set, val/test halves, subsets")
@@ -78,8 +82,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def list_everything() -> str:
     from evaluation.profiles import PROFILES
     from methods import all_method_handlers
+    from methods.hyperparameters import describe
 
-    lines = ["methods:"] + [f"  {name}" for name in all_method_handlers()]
+    lines = ["methods (name: hyperparameters and defaults, for --set):"] + [
+        f"  {name}: {describe(cls)}" for name, cls in all_method_handlers().items()]
     lines += ["profiles:"] + [
         f"  {p.name:6s} N={p.num_models:<4d} train images={p.train_subset or 50000:<6d} "
         f"epochs={p.original_epochs}  ({p.description})"
@@ -93,6 +99,7 @@ def resolve_run(args):
     from evaluation.model import pick_device
     from evaluation.profiles import PROFILES, default_profile_name
     from methods import all_method_handlers
+    from methods.hyperparameters import build, parse_settings
 
     if not args.method:
         raise UsageError("no method given: pass -m NAME (see --list)")
@@ -117,8 +124,19 @@ def resolve_run(args):
             raise UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     if args.method_timeout is not None and args.method_timeout <= 0:
         raise UsageError(f"--method-timeout must be positive, got {args.method_timeout}")
+    if args.set and args.method == ALL:
+        raise UsageError("--set applies to one method: pass -m NAME")
+    settings = {}
+    if args.set:
+        try:
+            settings = parse_settings(handlers[args.method], args.set)
+            build(handlers[args.method], args.method, settings)  # the method's own checks, before any work
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"{args.method}: {e}") from None
     chosen = handlers if args.method == ALL else {args.method: handlers[args.method]}
-    return chosen, device, PROFILES[profile_name].with_models(args.num_models)
+    factories = {name: functools.partial(build, cls, name, settings if name == args.method else None)
+                 for name, cls in chosen.items()}
+    return factories, device, PROFILES[profile_name].with_models(args.num_models)
 
 
 def run(args, argv: list[str]) -> dict:
@@ -184,15 +202,16 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
     }
     if args.method == ALL:
         return run_leaderboard(methods, zoo, out, context, args.gate, progress, args.method_timeout, args.resume)
-    (name, method_cls), = methods.items()
+    (name, make_method), = methods.items()
     started = time.perf_counter()
     from evaluation.comparison import versus_ceiling
     from evaluation.runner import MethodFailed, evaluate, measured_ceiling, score_references
 
     references = score_references(zoo)
     try:
-        result = evaluate(method_cls, name, zoo, gate=args.gate, progress=progress, references=references,
+        result = evaluate(make_method, name, zoo, gate=args.gate, progress=progress, references=references,
                           time_limit_s=args.method_timeout)
+        result.hyperparameters = hyperparameter_values(make_method)
     except MethodFailed as e:
         if world.is_main:
             write_failure(out / name, name, str(e), context)
@@ -203,6 +222,13 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
     if world.is_main:
         write_result(result, out / name, splits, context | {"wall_seconds": time.perf_counter() - started})
     return result.to_json() | context
+
+
+def hyperparameter_values(make_method) -> dict:
+    """What the method's runs were built with (for the report)."""
+    from methods.hyperparameters import values
+
+    return values(make_method())
 
 
 def write_failure(out_dir: pathlib.Path, name: str, reason: str, context: dict) -> None:
@@ -258,9 +284,15 @@ def reusable_result(path: pathlib.Path, context: dict):
     if not same or report.get("status") == "failed" or not report.get("intervals"):
         return None
     try:
-        return EvaluationResult(**{f.name: report[f.name] for f in dataclasses.fields(EvaluationResult)})
-    except KeyError:
+        # Fields added later with a default (hyperparameters) need not be in an older report.
+        return EvaluationResult(**{f.name: report[f.name] for f in dataclasses.fields(EvaluationResult)
+                                   if f.name in report or not _has_default(f)})
+    except (KeyError, TypeError):
         return None
+
+
+def _has_default(f) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
 def refresh_saved(result, ceiling, out_dir: pathlib.Path, write: bool) -> None:
@@ -309,6 +341,7 @@ def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: 
                 result = ceiling = evaluate_retraining(zoo, gate, references)
             else:
                 result = evaluate(make, name, zoo, gate, progress, references, time_limit_s)
+                result.hyperparameters = hyperparameter_values(make)
                 if ceiling is not None:
                     result.ceiling = versus_ceiling(result, ceiling)
         except Exception as e:  # a broken method must not stop the others

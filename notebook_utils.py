@@ -139,7 +139,9 @@ class _SelfRewriter(ast.NodeTransformer):
 
 
 class _Exporter:
-    def __init__(self, name: str, cls: type):
+    def __init__(self, name: str, cls: type, settings: dict | None = None):
+        from methods.hyperparameters import build
+
         self.name, self.cls = name, cls
         self.home = _Module.of(sys.modules[cls.__module__])
         self.class_node = next(
@@ -150,10 +152,10 @@ class _Exporter:
         self.methods = {n.name: n for n in self.class_node.body if isinstance(n, ast.FunctionDef)}
         if "run" not in self.methods:
             raise ExportError(f"{name}: {cls.__name__} does not define run()")
-        try:
-            self.defaults = vars(cls())
-        except TypeError as e:
-            raise ExportError(f"{name}: {cls.__name__}() cannot be built from its defaults ({e})") from None
+        try:  # the values the notebook runs with: defaults, and --set where given
+            self.defaults = vars(build(cls, name, settings))
+        except (TypeError, ValueError) as e:
+            raise ExportError(f"{name}: {cls.__name__} cannot be built from its defaults ({e})") from None
         self.state = self._assigned_attributes()
         self.functions: dict[str, str] = {}  # exported method name -> code
         self.pending = ["run"]
@@ -262,21 +264,26 @@ class _Exporter:
         return "\n\n\n".join(p for p in parts if p.strip()) + "\n"
 
 
-def export_method_code(name: str) -> str:
-    """The notebook code cell for the registered method ``name``."""
+def export_method_code(name: str, settings: list[str] | None = None) -> str:
+    """The notebook code cell for the registered method ``name``, with ``settings``
+    (``KEY=VALUE`` strings, as ``main.py --set`` takes them) in place of its defaults."""
     from methods import get_method
+    from methods.hyperparameters import SettingError, parse_settings
 
     try:
         cls = get_method(name)
+        typed = parse_settings(cls, settings or [])
     except KeyError as e:
         raise ExportError(str(e.args[0])) from None
-    return export_class_code(cls, name)
+    except SettingError as e:
+        raise ExportError(f"{name}: {e}") from None
+    return export_class_code(cls, name, typed)
 
 
-def export_class_code(cls: type, name: str | None = None) -> str:
+def export_class_code(cls: type, name: str | None = None, settings: dict | None = None) -> str:
     """The notebook code cell for any BaseMethod subclass defined at the top level of a file."""
     name = name or cls.__name__
-    code = _Exporter(name, cls).export()
+    code = _Exporter(name, cls, settings).export()
     try:
         compile(code, f"<{name} notebook cell>", "exec")
     except SyntaxError as e:  # a bug of the exporter, never a notebook that cannot run
@@ -288,11 +295,12 @@ def export_class_code(cls: type, name: str | None = None) -> str:
 # Notebooks
 
 
-def build_notebook(name: str, template: pathlib.Path = TEMPLATE, code: str | None = None):
+def build_notebook(name: str, template: pathlib.Path = TEMPLATE, code: str | None = None,
+                   settings: list[str] | None = None):
     """A new notebook: the template with ``name``'s method cell. The template file is not touched."""
     import nbformat
 
-    code = export_method_code(name) if code is None else code
+    code = export_method_code(name, settings) if code is None else code
     notebook = nbformat.read(str(template), as_version=4)
     tagged = [c for c in notebook.cells if METHOD_CELL_TAG in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
@@ -315,13 +323,13 @@ def _title(name: str) -> str:
 
 
 def write_notebook(name: str, out_path: pathlib.Path | None = None, template: pathlib.Path = TEMPLATE,
-                   out_dir: pathlib.Path = NOTEBOOK_DIR) -> pathlib.Path:
+                   out_dir: pathlib.Path = NOTEBOOK_DIR, settings: list[str] | None = None) -> pathlib.Path:
     import nbformat
 
     out_path = pathlib.Path(out_path) if out_path else pathlib.Path(out_dir) / f"run-unlearn-{name}.ipynb"
     if out_path.resolve() == pathlib.Path(template).resolve():
         raise ExportError(f"refusing to overwrite the template {template}: choose another -o")
-    notebook = build_notebook(name, template)
+    notebook = build_notebook(name, template, settings=settings)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".ipynb.tmp")
     nbformat.write(notebook, str(tmp))
@@ -335,6 +343,8 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--out", help="output .ipynb (default: notebooks/run-unlearn-NAME.ipynb)")
     parser.add_argument("--all", action="store_true", help="one notebook per registered method")
     parser.add_argument("--out-dir", default=str(NOTEBOOK_DIR), help="folder for the notebooks (default: notebooks/)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with -m: a hyperparameter, as main.py --set takes it (repeatable)")
     args = parser.parse_args(argv)
     from methods import all_method_handlers
 
@@ -342,13 +352,13 @@ def main(argv=None) -> int:
         print("error: pass -m NAME or --all", file=sys.stderr)
         return 2
     names = list(all_method_handlers()) if args.all else [args.method]
-    if args.all and args.out:
-        print("error: -o goes with -m, not --all", file=sys.stderr)
+    if args.all and (args.out or args.set):
+        print("error: -o and --set go with -m, not --all", file=sys.stderr)
         return 2
     failed = 0
     for name in names:
         try:
-            path = write_notebook(name, args.out, out_dir=pathlib.Path(args.out_dir))
+            path = write_notebook(name, args.out, out_dir=pathlib.Path(args.out_dir), settings=args.set)
         except ExportError as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1

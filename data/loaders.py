@@ -10,7 +10,8 @@ batch is therefore already on the device, and a method's ``.to(device)`` is free
 rather than a blocking copy.
 
 A batch is a :class:`Batch`, a tuple ``(images, labels)``: it unpacks and indexes like
-the starter kit's batches.
+the starter kit's batches, and answers the competition notebook's ``batch["image"]``
+and ``batch["age_group"]``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,28 @@ from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 
 class Batch(tuple):
-    """``(images, labels)`` of one batch."""
+    """``(images, labels)`` of one batch, that also answers the competition notebook's
+    dict keys: ``batch["image"]`` and ``batch["age_group"]`` (CIFAR-10's labels too).
+
+    One type for both conventions, because ``images, labels = batch`` on a real dict
+    would silently give its keys.
+    """
 
     __slots__ = ()
+    KEYS = {"image": 0, "age_group": 1}
 
     def __new__(cls, images: torch.Tensor, labels: torch.Tensor):
         return super().__new__(cls, (images, labels))
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key not in self.KEYS:
+                raise KeyError(f"{key!r}: a batch has 'image' and 'age_group' (or unpack images, labels = batch)")
+            key = self.KEYS[key]
+        return super().__getitem__(key)
+
+    def keys(self):
+        return self.KEYS.keys()
 
     @property
     def images(self) -> torch.Tensor:

@@ -33,6 +33,7 @@ class Row:
     intervals: dict = field(default_factory=dict)  # score -> Interval (F, final score, accuracies)
     normalised_forget_quality: Interval | None = None  # F / F_retrain, paired
     versus_baseline: Interval | None = None  # final score minus the baseline's, paired
+    hyperparameters: dict = field(default_factory=dict)  # the values the method ran with
 
     @classmethod
     def from_result(cls, result: EvaluationResult, normalised: Interval | None = None,
@@ -40,6 +41,7 @@ class Row:
         u, t = result.unlearned, result.timing
         return cls(
             method=result.method,
+            hyperparameters=dict(result.hyperparameters),
             forget_quality=result.forget_quality,
             final_score=result.final_score,
             retain_acc=u["retain_acc"],

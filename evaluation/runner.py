@@ -101,6 +101,7 @@ class EvaluationResult:
     metric_info: dict = field(default_factory=dict)
     intervals: dict = field(default_factory=dict)  # name -> Interval.to_json(): F, final score, accuracies
     ceiling: dict | None = None  # comparison.versus_ceiling, when retraining was scored too
+    hyperparameters: dict = field(default_factory=dict)  # the values the method ran with
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -117,7 +118,7 @@ def run_method(make_method: Callable, zoo: Zoo, run_seed: int, time_limit_s: flo
     start = time.perf_counter()
     try:
         with time_limit(time_limit_s):
-            method.run(net, retain_loader, forget_loader, val_loader)
+            returned = method.run(net, retain_loader, forget_loader, val_loader)
     except MethodTimeout as e:
         raise MethodFailed(f"run {run_seed}: {e}") from None
     except Exception as e:
@@ -125,6 +126,9 @@ def run_method(make_method: Callable, zoo: Zoo, run_seed: int, time_limit_s: flo
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    if returned is not None and returned is not net:
+        raise MethodFailed(f"run {run_seed}: run() returned a new model; only changes made to `net` in place count "
+                           "(here and in the Kaggle notebook, which ignores the return value)")
     if not weights_are_finite(net):
         raise MethodFailed(f"run {run_seed}: the method left NaN or infinite weights")
     return score_model(net.eval(), zoo.tensors), seconds

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
+@dataclass(eq=False)
 class BaseMethod:
-    """An unlearning method: ``run`` modifies ``net`` in place.
+    """An unlearning method: ``run`` modifies ``net`` in place and returns nothing (or
+    ``net``): the harness, like the Kaggle notebook, keeps only in-place changes.
 
-    ``net`` is a torchvision ResNet-18 already on its device; the loaders yield
-    ``(images, labels)`` batches of normalised CPU tensors. Hyperparameters are
-    constructor arguments with the documented defaults.
+    ``net`` is a torchvision ResNet-18 already on its device; the loaders yield batches
+    on that device that unpack as ``images, labels = batch`` and also answer
+    ``batch["image"]`` and ``batch["age_group"]`` (the competition notebook's keys).
+
+    The name is the only positional argument, as in the starter kit (``cls(name)``);
+    a shipped method declares its hyperparameters as keyword-only dataclass fields with
+    their documented defaults (``@dataclass(kw_only=True, eq=False)``), which
+    ``--set KEY=VALUE`` and ``--list`` read.
     """
 
-    def __init__(self, name: str):
-        self.name = name
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or getattr(type(self), "registered_name", type(self).__name__)
 
     def run(
         self,
@@ -24,6 +35,3 @@ class BaseMethod:
         val_loader: torch.utils.data.DataLoader,
     ) -> None:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"

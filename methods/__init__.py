@@ -2,7 +2,8 @@
 
 Add a method by dropping a file in this folder with a ``BaseMethod`` subclass
 decorated with ``@register("name")``; every module here is imported on first use,
-so the name shows up in ``python main.py --list``.
+so the name shows up in ``python main.py --list``. Or, as in the starter kit, import
+the class at the bottom of this file and add it to ``METHODS``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ def _import_all() -> None:
 
 
 def all_method_handlers() -> dict[str, type[BaseMethod]]:
-    """``{name: class}`` of every registered method, sorted by name."""
+    """``{name: class}`` of every registered method, sorted by name: the decorated ones and
+    those listed in ``METHODS`` below. Build one with ``all_method_handlers()[name](name)``
+    (the starter kit's way) or ``hyperparameters.build``."""
     _import_all()
-    return dict(sorted(_REGISTRY.items()))
+    return dict(sorted((_REGISTRY | METHODS).items()))
 
 
 def get_method(name: str) -> type[BaseMethod]:
@@ -50,4 +53,9 @@ def get_method(name: str) -> type[BaseMethod]:
     return handlers[name]
 
 
-__all__ = ["BaseMethod", "all_method_handlers", "get_method", "register"]
+# The starter kit's way to register, beside the decorator: import your class and add it
+# here, e.g. ``from .my_method import MyMethod`` and ``"my_method": MyMethod``.
+METHODS: dict[str, type] = {
+}
+
+__all__ = ["BaseMethod", "METHODS", "all_method_handlers", "get_method", "register"]

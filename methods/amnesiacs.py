@@ -7,6 +7,8 @@
 (T_max 3) per epoch.
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -16,18 +18,13 @@ from .common import distillation_kl, frozen_copy, reset_module, sgd, soft_cross_
 
 
 @register("amnesiacs")
+@dataclass(kw_only=True, eq=False)
 class Amnesiacs(BaseMethod):
-    def __init__(
-        self,
-        temperature: float = 5.0,
-        warmup_epochs: int = 3,
-        warmup_lr: float = 9e-4,
-        epochs: int = 3,
-        lr: float = 1e-3,
-    ):
-        super().__init__("amnesiacs")
-        self.temperature, self.warmup_epochs, self.warmup_lr = temperature, warmup_epochs, warmup_lr
-        self.epochs, self.lr = epochs, lr
+    temperature: float = 5.0
+    warmup_epochs: int = 3
+    warmup_lr: float = 9e-4
+    epochs: int = 3
+    lr: float = 1e-3
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         teacher = frozen_copy(net)

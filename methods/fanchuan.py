@@ -7,6 +7,8 @@ equally similar to every retain example of a batch (contrast against retain
 once, so momentum persists across rounds.
 """
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 
@@ -16,23 +18,21 @@ from .common import device_of, kl_to_uniform, loader_over, sgd, train_epoch
 
 
 @register("fanchuan")
+@dataclass(kw_only=True, eq=False)
 class Fanchuan(BaseMethod):
-    def __init__(
-        self,
-        epochs: int = 8,
-        stage1_lr: float = 5e-3,
-        retain_batch_size: int = 256,  # [KW-458721]; an earlier notebook used 64
-        retain_lr_per_64: float = 1e-3,  # retain lr = 1e-3 * B / 64 = 4e-3 at B = 256
-        retain_weight_decay: float = 1e-2,
-        forget_lr: float = 3e-4,
-        forget_eta_min: float = 1e-6,
-        temperature: float = 1.15,
-    ):
-        super().__init__("fanchuan")
-        self.epochs, self.stage1_lr = epochs, stage1_lr
-        self.retain_batch_size, self.retain_lr = retain_batch_size, retain_lr_per_64 * retain_batch_size / 64
-        self.retain_weight_decay, self.forget_lr, self.forget_eta_min = retain_weight_decay, forget_lr, forget_eta_min
-        self.temperature = temperature
+    epochs: int = 8
+    stage1_lr: float = 5e-3
+    retain_batch_size: int = 256  # [KW-458721]; an earlier notebook used 64
+    retain_lr_per_64: float = 1e-3  # retain lr = 1e-3 * B / 64 = 4e-3 at B = 256
+    retain_weight_decay: float = 1e-2
+    forget_lr: float = 3e-4
+    forget_eta_min: float = 1e-6
+    temperature: float = 1.15
+    retain_lr: float = field(init=False)  # retain_lr_per_64 * retain_batch_size / 64
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.retain_lr = self.retain_lr_per_64 * self.retain_batch_size / 64
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         retain_round = loader_over(retain_loader, self.retain_batch_size)

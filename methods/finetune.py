@@ -5,6 +5,8 @@ decay 5e-4; CosineAnnealingLR(T_max=epochs) stepped per epoch. (The Kaggle noteb
 variant is ``Finetune(epochs=1, lr=1e-3)``.)
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from . import register
@@ -13,10 +15,12 @@ from .common import sgd, train_epochs
 
 
 @register("finetune")
+@dataclass(kw_only=True, eq=False)
 class Finetune(BaseMethod):
-    def __init__(self, epochs: int = 5, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4):
-        super().__init__("finetune")
-        self.epochs, self.lr, self.momentum, self.weight_decay = epochs, lr, momentum, weight_decay
+    epochs: int = 5
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         optimizer = sgd(net, self.lr, self.momentum, self.weight_decay)

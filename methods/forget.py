@@ -10,6 +10,8 @@ each cycle). Algorithm 2: 4 cycles of 2, 1, 1, 1 epochs with per-epoch lrs
 5e-4, 1e-3, 1e-3, 1e-3, 1e-3.
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -22,22 +24,20 @@ ALGORITHM_2_LRS = (5e-4, 1e-3, 1e-3, 1e-3, 1e-3)
 
 
 @register("forget")
+@dataclass(kw_only=True, eq=False)
 class Forget(BaseMethod):
-    def __init__(
-        self,
-        algorithm: int = 1,  # which went into the final submission is unconfirmed
-        layers_per_cycle: int = 6,
-        input_noise_std: float = 0.01,
-        lr: float = 1e-3,
-        cosine_t_max: int = 2,
-        momentum: float = 0.9,  # (U)
-        weight_decay: float = 5e-4,  # (U)
-    ):
-        super().__init__("forget")
-        if algorithm not in ALGORITHM_CYCLES:
+    algorithm: int = 1  # which went into the final submission is unconfirmed
+    layers_per_cycle: int = 6
+    input_noise_std: float = 0.01
+    lr: float = 1e-3
+    cosine_t_max: int = 2
+    momentum: float = 0.9  # (U)
+    weight_decay: float = 5e-4  # (U)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.algorithm not in ALGORITHM_CYCLES:
             raise ValueError(f"algorithm must be one of {sorted(ALGORITHM_CYCLES)}")
-        self.algorithm, self.layers_per_cycle, self.input_noise_std = algorithm, layers_per_cycle, input_noise_std
-        self.lr, self.cosine_t_max, self.momentum, self.weight_decay = lr, cosine_t_max, momentum, weight_decay
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         teacher = frozen_copy(net)

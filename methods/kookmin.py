@@ -9,6 +9,7 @@ faster. methods.md section 2 ([DU/k2], [KW-459200]).
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,21 +20,19 @@ from .common import accumulate_gradients, conv_layers, loader_over, sgd, train_e
 
 
 @register("kookmin")
+@dataclass(kw_only=True, eq=False)
 class Kookmin(BaseMethod):
-    def __init__(
-        self,
-        reinit_fraction: float = 0.3,
-        kept_grad_scale: float = 0.1,
-        lr: float = 1e-3,
-        epochs: int = 5,
-        subset_batch_size: int = 64,
-        selection: str = "per_layer",  # DU; [KW-459200] says "global"
-    ):
-        super().__init__("kookmin")
-        if selection not in ("per_layer", "global"):
+    reinit_fraction: float = 0.3
+    kept_grad_scale: float = 0.1
+    lr: float = 1e-3
+    epochs: int = 5
+    subset_batch_size: int = 64
+    selection: str = "per_layer"  # DU; [KW-459200] says "global"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.selection not in ("per_layer", "global"):
             raise ValueError("selection must be 'per_layer' or 'global'")
-        self.reinit_fraction, self.kept_grad_scale = reinit_fraction, kept_grad_scale
-        self.lr, self.epochs, self.subset_batch_size, self.selection = lr, epochs, subset_batch_size, selection
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         # Step 1: importance from retain (descent) and forget (ascent) gradients.

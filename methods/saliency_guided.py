@@ -16,6 +16,7 @@ Every round is logged in ``self.round_log`` (masked fraction, accuracies, gap, t
 """
 
 import time
+from dataclasses import dataclass, field
 
 import torch.nn.functional as F
 
@@ -37,27 +38,24 @@ IMPAIR_LOSSES = {"kl_uniform": lambda n, x, y: kl_to_uniform(n(x)), "random_labe
 
 
 @register("saliency_guided")
+@dataclass(kw_only=True, eq=False)
 class SaliencyGuided(BaseMethod):
-    def __init__(
-        self,
-        mask_fraction: float = 0.1,
-        max_rounds: int = 4,
-        tolerance: float = 0.02,
-        time_budget: float | None = None,  # seconds; None: rounds alone decide
-        impair: str = "kl_uniform",
-        impair_lr: float = 0.01,
-        repair_lr: float = 0.01,
-        repair_epochs: int = 1,
-        distill_weight: float = 1.0,
-        distill_temperature: float = 2.0,
-    ):
-        super().__init__("saliency_guided")
-        if impair not in IMPAIR_LOSSES:
+    mask_fraction: float = 0.1
+    max_rounds: int = 4
+    tolerance: float = 0.02
+    time_budget: float | None = None  # seconds; None: rounds alone decide
+    impair: str = "kl_uniform"
+    impair_lr: float = 0.01
+    repair_lr: float = 0.01
+    repair_epochs: int = 1
+    distill_weight: float = 1.0
+    distill_temperature: float = 2.0
+    round_log: list = field(default_factory=list, init=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.impair not in IMPAIR_LOSSES:
             raise ValueError(f"impair must be one of {sorted(IMPAIR_LOSSES)}")
-        self.mask_fraction, self.max_rounds, self.tolerance, self.time_budget = mask_fraction, max_rounds, tolerance, time_budget
-        self.impair, self.impair_lr, self.repair_lr, self.repair_epochs = impair, impair_lr, repair_lr, repair_epochs
-        self.distill_weight, self.distill_temperature = distill_weight, distill_temperature
-        self.round_log: list[dict] = []
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         start = time.perf_counter()

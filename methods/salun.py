@@ -9,6 +9,8 @@ outside the mask are restored after every step and their momentum zeroed (the
 current code); ``freeze="gradients"`` is the pre-2026 behaviour (mask gradients only).
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -30,19 +32,18 @@ def random_label_loss(n, x, y):
 
 
 @register("salun")
+@dataclass(kw_only=True, eq=False)
 class SalUn(BaseMethod):
-    def __init__(
-        self,
-        mask_fraction: float = 0.5,
-        lr: float = 0.013,  # current README; the first README used 0.1
-        epochs: int = 10,
-        batch_size: int | None = 256,  # None: the loaders as given
-        freeze: str = "restore",
-    ):
-        super().__init__("salun")
-        if freeze not in ("restore", "gradients"):
+    mask_fraction: float = 0.5
+    lr: float = 0.013  # current README; the first README used 0.1
+    epochs: int = 10
+    batch_size: int | None = 256  # None: the loaders as given
+    freeze: str = "restore"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.freeze not in ("restore", "gradients"):
             raise ValueError("freeze must be 'restore' or 'gradients'")
-        self.mask_fraction, self.lr, self.epochs, self.batch_size, self.freeze = mask_fraction, lr, epochs, batch_size, freeze
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         if self.batch_size:

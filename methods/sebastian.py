@@ -9,6 +9,7 @@ student and teacher predictions. 6. "Quantise": eval mode, fp16 and back.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +21,12 @@ from .common import class_counts, entropy, frozen_copy, num_classes_of, sgd, tra
 
 
 @register("sebastian")
+@dataclass(kw_only=True, eq=False)
 class Sebastian(BaseMethod):
-    def __init__(self, amount: float = 0.99, lr: float = 5e-4, epochs: float = 3.2, class_weight_power: float = -0.1):
-        super().__init__("sebastian")
-        self.amount, self.lr, self.epochs, self.class_weight_power = amount, lr, epochs, class_weight_power
+    amount: float = 0.99
+    lr: float = 5e-4
+    epochs: float = 3.2
+    class_weight_power: float = -0.1
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         teacher = frozen_copy(net)

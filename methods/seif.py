@@ -7,6 +7,8 @@ retain labels. 3. Loss: batch-mean CE times the batch's mean class weight (DU).
 epoch, confuse again with std 0.005.
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -16,21 +18,19 @@ from .common import add_gaussian_noise, class_counts, conv_layers, num_classes_o
 
 
 @register("seif")
+@dataclass(kw_only=True, eq=False)
 class Seif(BaseMethod):
-    def __init__(
-        self,
-        noise_std: float = 0.6,
-        final_noise_std: float = 0.005,
-        lr: float = 7e-4,
-        epochs: int = 4,
-        noise_layers: str = "stem",  # DU: top-level convs = conv1 only; [KW-459334]: "all"
-        class_weights: str = "balanced",  # CIFAR adaptation; "competition": [1, 0.05 x 9]
-    ):
-        super().__init__("seif")
-        if noise_layers not in ("stem", "all") or class_weights not in ("balanced", "competition"):
+    noise_std: float = 0.6
+    final_noise_std: float = 0.005
+    lr: float = 7e-4
+    epochs: int = 4
+    noise_layers: str = "stem"  # DU: top-level convs = conv1 only; [KW-459334]: "all"
+    class_weights: str = "balanced"  # CIFAR adaptation; "competition": [1, 0.05 x 9]
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.noise_layers not in ("stem", "all") or self.class_weights not in ("balanced", "competition"):
             raise ValueError("noise_layers must be 'stem' or 'all'; class_weights 'balanced' or 'competition'")
-        self.noise_std, self.final_noise_std, self.lr, self.epochs = noise_std, final_noise_std, lr, epochs
-        self.noise_layers, self.class_weights = noise_layers, class_weights
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         noisy = [net.conv1.weight] if self.noise_layers == "stem" else [c.weight for _, c in conv_layers(net)]

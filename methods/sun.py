@@ -7,6 +7,8 @@ in an earlier epoch. Epochs 5-8: the whole model at lr 2e-4, 2e-4, 2e-4, 1e-3. A
 SGD optimiser every epoch, so momentum resets.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from . import register
@@ -15,20 +17,15 @@ from .common import add_gaussian_noise, reset_module, sgd, train_epoch
 
 
 @register("sun")
+@dataclass(kw_only=True, eq=False)
 class Sun(BaseMethod):
-    def __init__(
-        self,
-        epochs: int = 9,
-        select_epochs: int = 5,
-        tensors_per_epoch: int = 9,
-        noise_share: float = 0.7,
-        noise_std: float = 0.04,
-        select_lr: float = 2e-4,
-        full_lrs: tuple = (2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4),  # only the first 4 are used at 9 epochs
-    ):
-        super().__init__("sun")
-        self.epochs, self.select_epochs, self.tensors_per_epoch = epochs, select_epochs, tensors_per_epoch
-        self.noise_share, self.noise_std, self.select_lr, self.full_lrs = noise_share, noise_std, select_lr, full_lrs
+    epochs: int = 9
+    select_epochs: int = 5
+    tensors_per_epoch: int = 9
+    noise_share: float = 0.7
+    noise_std: float = 0.04
+    select_lr: float = 2e-4
+    full_lrs: tuple[float, ...] = (2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4)  # only the first 4 are used at 9 epochs
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         reset_module(net.fc)

@@ -6,6 +6,8 @@ Every conv kernel is transposed spatially (W.swapaxes(2, 3), a new Parameter), t
 optimiser is created after the transpose.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from . import register
@@ -14,10 +16,10 @@ from .common import conv_layers, sgd, train_epochs
 
 
 @register("toshi_k")
+@dataclass(kw_only=True, eq=False)
 class ToshiK(BaseMethod):
-    def __init__(self, lr: float = 1e-3, epochs: int = 3):
-        super().__init__("toshi_k")
-        self.lr, self.epochs = lr, epochs
+    lr: float = 1e-3
+    epochs: int = 3
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         for _, conv in conv_layers(net):

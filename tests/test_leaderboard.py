@@ -57,6 +57,8 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     assert finetune.time_ratio == pytest.approx(finetune.unlearn_seconds / finetune.retrain_seconds)
     assert f"seconds per run / {rows['retrain'].unlearn_seconds:.1f} s" in board
     assert (tmp_path / "finetune" / "report.json").exists() and not (tmp_path / "raises").exists()
+    ran_with = next(r for r in saved["rows"] if r["method"] == "finetune")["hyperparameters"]
+    assert ran_with == {k: getattr(gentle(), k) for k in ("epochs", "lr", "momentum", "weight_decay")}
 
     # Every score has its interval, every row its place against the ceiling, and the
     # comparison with finetune is the paired one.

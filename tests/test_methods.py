@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from data import make_loader
 from evaluation.model import make_model
 from methods import BaseMethod, all_method_handlers
+from methods.hyperparameters import SettingError, build, declared, parse_settings, values
 from methods.common import conv_layers, sgd, train_epoch, train_epochs
 from methods.kookmin import Kookmin
 from methods.saliency_guided import SaliencyGuided
@@ -187,3 +188,41 @@ def test_the_training_loop_reads_the_loss_once_per_epoch_not_per_step(tiny, monk
     monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(t.is_floating_point()) or item(t))
     loss = train_epoch(net, retain, sgd(net, 1e-3))
     assert len(retain) == 3 and sum(reads) == 1 and loss > 0
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_a_method_built_with_its_name_has_its_defaults(name):
+    """The starter kit builds methods as ``all_method_handlers()[name](name)``."""
+    cls = all_method_handlers()[name]
+    with_name, plain = cls(name), cls()
+    assert with_name.name == plain.name == name
+    assert values(with_name) == values(plain) == {k: h.default for k, h in declared(cls).items()}
+    assert declared(cls), f"{name} declares no hyperparameter"
+
+
+def test_one_construction_rule_serves_both_conventions():
+    from tests.fixtures.starter_kit_method import MyMethod
+
+    class ReadmeStyle(BaseMethod):
+        def __init__(self, epochs: int = 2, lr: float = 0.01):
+            super().__init__("readme_style")
+            self.epochs, self.lr = epochs, lr
+
+    assert build(MyMethod, "mine").name == "mine"
+    built = build(ReadmeStyle, "readme_style", {"lr": 0.5})
+    assert (built.name, built.epochs, built.lr) == ("readme_style", 2, 0.5)
+    assert values(built) == {"epochs": 2, "lr": 0.5}
+    assert build(all_method_handlers()["kookmin"], "kookmin", {"lr": 0.002}).lr == 0.002
+
+
+def test_settings_are_typed_from_the_declaration():
+    from methods.salun import SalUn
+    from methods.sun import Sun
+
+    assert parse_settings(Sun, ["full_lrs=2e-4, 1e-3", "epochs=4"]) == {"full_lrs": (2e-4, 1e-3), "epochs": 4}
+    assert parse_settings(SalUn, ["batch_size=none", "freeze=gradients"]) == {"batch_size": None,
+                                                                               "freeze": "gradients"}
+    with pytest.raises(SettingError, match="no hyperparameter 'bogus'; valid: mask_fraction"):
+        parse_settings(SalUn, ["bogus=1"])
+    with pytest.raises(SettingError, match="expected an integer"):
+        parse_settings(SalUn, ["epochs=1.5"])

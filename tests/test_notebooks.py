@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 import notebook_utils as nu
 from data.faces import write_synthetic_faces
 from methods import all_method_handlers
-from tests.fixtures import helper_method
+from tests.fixtures import helper_method, starter_kit_method
 
 N_CHECKPOINTS = 2
 
@@ -66,6 +66,22 @@ def test_method_with_helper_and_constant_exports_and_runs(competition_input, tmp
     notebook = nu.build_notebook("shrink_then_finetune", code=code)
     execute(notebook, competition_input, tmp_path, monkeypatch)
     check_checkpoints(tmp_path, competition_input)
+
+
+def test_a_starter_kit_method_exports_and_runs(competition_input, tmp_path, monkeypatch):
+    """``__init__(self, name)``, a module constant, a helper, ``sample["image"]``: the
+    notebook's batches answer dict keys as the kit's do."""
+    code = nu.export_class_code(starter_kit_method.MyMethod, "my_method")
+    assert "LEARNING_RATE = 1e-3" in code and "def make_optimizer" in code
+    execute(nu.build_notebook("my_method", code=code), competition_input, tmp_path, monkeypatch)
+    check_checkpoints(tmp_path, competition_input)
+
+
+def test_set_values_reach_the_notebook_code():
+    default, tuned = nu.export_method_code("kookmin"), nu.export_method_code("kookmin", ["lr=0.002"])
+    assert "0.002" in tuned and "0.002" not in default
+    with pytest.raises(nu.ExportError, match="no hyperparameter 'bogus'"):
+        nu.export_method_code("kookmin", ["bogus=1"])
 
 
 @pytest.mark.parametrize(
