@@ -21,7 +21,9 @@ import ast
 import builtins
 import inspect
 import pathlib
+import symtable
 import sys
+import textwrap
 
 REPO = pathlib.Path(__file__).resolve().parent
 KIT_PACKAGES = ("methods",)  # code from these is copied into the notebook, never imported
@@ -42,20 +44,21 @@ class ExportError(Exception):
 
 
 def _free_names(node: ast.AST) -> set[str]:
-    """Names a definition reads but does not bind (an over-approximation of locals is fine)."""
-    loads, bound = set(), set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.Name):
-            (loads if isinstance(n.ctx, ast.Load) else bound).add(n.id)
-        elif isinstance(n, ast.arg):
-            bound.add(n.arg)
-        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not node:
-            bound.add(n.name)
-        elif isinstance(n, ast.ExceptHandler) and n.name:
-            bound.add(n.name)
-        elif isinstance(n, (ast.Import, ast.ImportFrom)):
-            bound.update((a.asname or a.name).split(".")[0] for a in n.names)
-    return loads - bound - set(dir(builtins))
+    """The global names a definition reads, by Python's own scope analysis (``symtable``):
+    a name assigned only inside a nested function is still a global for the code that
+    reads it outside, and a name bound by the definition itself is not free."""
+    top = symtable.symtable(ast.unparse(node), "<export>", "exec")
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    names = {s.get_name() for s in top.get_symbols() if s.is_referenced()}
+
+    def nested(table) -> None:
+        for child in table.get_children():
+            names.update(s.get_name() for s in child.get_symbols() if s.is_global() and (s.is_referenced()
+                                                                                         or s.is_declared_global()))
+            nested(child)
+
+    nested(top)
+    return names - bound - set(dir(builtins))
 
 
 def _top_level(tree: ast.Module, name: str):
@@ -142,21 +145,28 @@ class _Exporter:
     def __init__(self, name: str, cls: type, settings: dict | None = None):
         from methods.hyperparameters import build
 
-        self.name, self.cls = name, cls
+        self.name, self.cls, self.settings = name, cls, dict(settings or {})
         self.home = _Module.of(sys.modules[cls.__module__])
         self.class_node = next(
             (n for n in self.home.tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__), None
         )
         if self.class_node is None:
             raise ExportError(f"{name}: class {cls.__name__} is not defined at the top level of its module")
-        self.methods = {n.name: n for n in self.class_node.body if isinstance(n, ast.FunctionDef)}
+        # Properties are read like attributes: the notebook holds their value (resolve_self_attribute).
+        self.methods = {n.name: n for n in self.class_node.body if isinstance(n, ast.FunctionDef)
+                        and not any(isinstance(d, ast.Name) and d.id == "property" for d in n.decorator_list)}
         if "run" not in self.methods:
             raise ExportError(f"{name}: {cls.__name__} does not define run()")
         try:  # the values the notebook runs with: defaults, and --set where given
-            self.defaults = vars(build(cls, name, settings))
+            self.instance = build(cls, name, settings)
         except (TypeError, ValueError) as e:
             raise ExportError(f"{name}: {cls.__name__} cannot be built from its defaults ({e})") from None
-        self.state = self._assigned_attributes()
+        self.defaults = vars(self.instance)
+        # A list, dict or set the method mutates in place (self.log.append) must persist
+        # between calls, as assigned attributes do: both live in STATE.
+        mutable = {a for a, v in self.defaults.items() if isinstance(v, (list, dict, set))}
+        self.state = self._assigned_attributes() | mutable
+        self.sources: dict[str, object] = {}  # exported name -> the object it stands for
         self.functions: dict[str, str] = {}  # exported method name -> code
         self.pending = ["run"]
         self.definitions: dict[str, tuple[str, str]] = {}  # name -> (module, code), in dependency order
@@ -184,7 +194,8 @@ class _Exporter:
                 ast.Subscript(value=ast.Name(id=STATE, ctx=ast.Load()), slice=ast.Constant(attr), ctx=node.ctx), node
             )
         if attr in self.defaults or hasattr(self.cls, attr):
-            value = self.defaults.get(attr, getattr(self.cls, attr, None))
+            # A @property is evaluated on the built method: the notebook holds its value.
+            value = self.defaults[attr] if attr in self.defaults else getattr(self.instance, attr)
             return ast.copy_location(self._literal(attr, value, where), node)
         raise ExportError(f"{self.name}: {where} reads self.{attr}, which has no default value")
 
@@ -204,25 +215,52 @@ class _Exporter:
             method = self.pending.pop(0)
             node = self.methods[method]
             where = f"{self.cls.__name__}.{method}()"
-            func = _SelfRewriter(self, where).visit(ast.parse(ast.unparse(node)).body[0])
-            func.args.args = [a for a in func.args.args if a.arg != "self"]
-            func.decorator_list = [d for d in func.decorator_list if not (isinstance(d, ast.Name) and d.id == "staticmethod")]
-            if method == "run":
-                func.name = ENTRY_POINT
-            code = ast.unparse(func)
+            code = self._function_source(node, ENTRY_POINT if method == "run" else method, where)
             self.functions[method] = code
+            func = ast.parse(code).body[0]
             for free in sorted(_free_names(func) - set(self.methods) - {STATE}):
                 self._require(free, self.home, where)
         return self._render()
 
+    def _function_source(self, node: ast.FunctionDef, name: str, where: str) -> str:
+        """The method as a plain function, edited in its own text so that its comments
+        and layout survive: ``self.x`` replaced (``_SelfRewriter`` decides by what), the
+        ``self`` parameter and ``@staticmethod`` dropped, the name changed."""
+        checked = _SelfRewriter(self, where).visit(ast.parse(ast.unparse(node)).body[0])  # refuses what cannot go
+        lines = [line.encode() for line in self.home.source.splitlines()]
+        edits = []  # (line, start byte, end byte, text); one line each: a self.x never spans lines
+        for n in ast.walk(node):
+            if (isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"
+                    and n.lineno == n.end_lineno):
+                edits.append((n.lineno, n.col_offset, n.end_col_offset, ast.unparse(self.resolve_self_attribute(n, where))))
+        for line, start, end, text in sorted(edits, reverse=True):
+            lines[line - 1] = lines[line - 1][:start] + text.encode() + lines[line - 1][end:]
+        body_start = node.body[0].lineno
+        if body_start == node.lineno:  # a one-line def: nothing to keep, rebuild it
+            checked.name = name
+            checked.args.args = [a for a in checked.args.args if a.arg != "self"]
+            checked.decorator_list = [d for d in checked.decorator_list
+                                      if not (isinstance(d, ast.Name) and d.id == "staticmethod")]
+            return ast.unparse(checked)
+        checked.name, checked.body = name, [ast.Pass()]
+        checked.decorator_list = [d for d in checked.decorator_list
+                                  if not (isinstance(d, ast.Name) and d.id == "staticmethod")]
+        checked.args.args = [a for a in checked.args.args if a.arg != "self"]
+        head = ast.unparse(checked).rsplit("\n", 1)[0]  # decorators and the def line, without the pass
+        body = textwrap.dedent("\n".join(line.decode() for line in lines[body_start - 1 : node.end_lineno]))
+        return head + "\n" + textwrap.indent(body, "    ")
+
     def _require(self, name: str, where_module: _Module, needed_by: str) -> None:
         """Bring ``name`` (as seen from ``where_module``) into the notebook, with what it needs."""
-        if name in self.definitions:
-            return
         namespace = vars(where_module.module)
         if name not in namespace:
             raise ExportError(f"{self.name}: {needed_by} uses {name!r}, which is not defined in {where_module.module.__name__}")
         obj = namespace[name]
+        if self.sources.setdefault(name, obj) is not obj:  # one notebook namespace cannot hold both
+            raise ExportError(f"{self.name}: two different {name!r} are needed ({needed_by} uses the one in "
+                              f"{where_module.module.__name__}); rename one of them")
+        if name in self.definitions:
+            return
         line = _import_line(where_module.tree, name)
         if line is not None:
             self.imports.add(line)
@@ -247,9 +285,11 @@ class _Exporter:
         self._require(name, source_module, needed_by)
 
     def _render(self) -> str:
+        which = "its default hyperparameters" if not self.settings else "hyperparameters set by --set: " + ", ".join(
+            f"{k}={v!r}" for k, v in self.settings.items())
         header = [
-            f"# Method {self.name!r} ({self.cls.__module__}.{self.cls.__name__}) with its default",
-            "# hyperparameters, exported by notebook_utils.py. Edit the kit's method file, not this cell.",
+            f"# Method {self.name!r} ({self.cls.__module__}.{self.cls.__name__}) with {which},",
+            "# exported by notebook_utils.py. Edit the kit's method file, not this cell.",
         ]
         parts = ["\n".join(header), "\n".join(sorted(self.imports))]
         # Dependency order: a constant that refers to a function comes after it.

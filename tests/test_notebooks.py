@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 import notebook_utils as nu
 from data.faces import write_synthetic_faces
 from methods import all_method_handlers
-from tests.fixtures import helper_method, starter_kit_method
+from tests.fixtures import clashing_helpers, helper_method, starter_kit_method
 
 N_CHECKPOINTS = 2
 
@@ -91,6 +91,22 @@ def test_set_values_reach_the_notebook_code():
 def test_unexportable_method_fails_with_a_message(cls, message):
     with pytest.raises(nu.ExportError, match=message):
         nu.export_class_code(cls)
+
+
+def test_exported_code_keeps_scopes_properties_state_and_comments():
+    """A constant a nested function shadows is still exported; a @property becomes its
+    value; a list mutated in place lives in STATE across calls; comments survive."""
+    code = nu.export_class_code(helper_method.ExporterCases)
+    assert "LIMIT = 3" in code and "# this comment must survive the export" in code
+    namespace = {}
+    exec(code, namespace)
+    namespace["unlearning"](None, None, None, None)
+    assert namespace["STATE"]["log"] == [(5, 3, 0.02)]
+
+
+def test_two_helpers_of_one_name_are_refused():
+    with pytest.raises(nu.ExportError, match="two different 'train_epoch'"):
+        nu.export_class_code(clashing_helpers.ClashingHelpers)
 
 
 def test_empty_txt_gives_an_empty_submission(competition_input, tmp_path, monkeypatch):
