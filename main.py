@@ -41,6 +41,8 @@ class WorkersExited(Exception):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from evaluation.precision import PRECISIONS
+
     p = argparse.ArgumentParser(description="Run an unlearning method against the local evaluation.")
     p.add_argument("-m", "--method", help="registered method name (see --list), or 'all' for a leaderboard")
     p.add_argument("--list", action="store_true", help="list methods (with their hyperparameters) and profiles")
@@ -65,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int,
                    help="CPU threads per process (default: the cores split among the workers); results are "
                         "identical for any --workers at the same --threads")
-    p.add_argument("--precision", choices=("bf16", "fp16", "fp32"),
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="the engine's arithmetic for the original and the references (default: bf16 on GPUs that "
                         "have it natively, fp16 with loss scaling on older ones, fp32 on CPU)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -170,7 +172,6 @@ def run(args, argv: list[str]) -> dict:
 
 def _run(args, methods, device, profile, data, groups, world) -> dict:
     from data import make_splits
-    from evaluation.precision import choose_precision
     from evaluation.report import environment
     from evaluation.store import CheckpointStore
     from evaluation.zoo import SplitTensors, Zoo
@@ -197,7 +198,7 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
         "gate": args.gate,
         "data": {"source": data.source, "fingerprint": data.fingerprint(), "splits_file": "splits.json"},
         "sizes": {name: int(getattr(splits, name).size) for name in ("forget", "retain", "val", "test")},
-        "environment": environment(device) | {"precision": choose_precision(device, args.precision)},
+        "environment": environment(device) | {"precision": zoo.engine_precision()},
         "world_size": world.size,  # processes (--workers or torchrun); the numbers do not depend on it
     }
     if args.method == ALL:

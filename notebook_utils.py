@@ -227,6 +227,13 @@ class _Exporter:
         and layout survive: ``self.x`` replaced (``_SelfRewriter`` decides by what), the
         ``self`` parameter and ``@staticmethod`` dropped, the name changed."""
         checked = _SelfRewriter(self, where).visit(ast.parse(ast.unparse(node)).body[0])  # refuses what cannot go
+        checked.name = name
+        checked.args.args = [a for a in checked.args.args if a.arg != "self"]
+        checked.decorator_list = [d for d in checked.decorator_list
+                                  if not (isinstance(d, ast.Name) and d.id == "staticmethod")]
+        body_start = node.body[0].lineno
+        if body_start == node.lineno:  # a one-line def: no layout to keep, the rewritten tree will do
+            return ast.unparse(checked)
         lines = [line.encode() for line in self.home.source.splitlines()]
         edits = []  # (line, start byte, end byte, text); one line each: a self.x never spans lines
         for n in ast.walk(node):
@@ -235,17 +242,7 @@ class _Exporter:
                 edits.append((n.lineno, n.col_offset, n.end_col_offset, ast.unparse(self.resolve_self_attribute(n, where))))
         for line, start, end, text in sorted(edits, reverse=True):
             lines[line - 1] = lines[line - 1][:start] + text.encode() + lines[line - 1][end:]
-        body_start = node.body[0].lineno
-        if body_start == node.lineno:  # a one-line def: nothing to keep, rebuild it
-            checked.name = name
-            checked.args.args = [a for a in checked.args.args if a.arg != "self"]
-            checked.decorator_list = [d for d in checked.decorator_list
-                                      if not (isinstance(d, ast.Name) and d.id == "staticmethod")]
-            return ast.unparse(checked)
-        checked.name, checked.body = name, [ast.Pass()]
-        checked.decorator_list = [d for d in checked.decorator_list
-                                  if not (isinstance(d, ast.Name) and d.id == "staticmethod")]
-        checked.args.args = [a for a in checked.args.args if a.arg != "self"]
+        checked.body = [ast.Pass()]
         head = ast.unparse(checked).rsplit("\n", 1)[0]  # decorators and the def line, without the pass
         body = textwrap.dedent("\n".join(line.decode() for line in lines[body_start - 1 : node.end_lineno]))
         return head + "\n" + textwrap.indent(body, "    ")

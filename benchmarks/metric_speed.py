@@ -85,7 +85,7 @@ def time_intervals(eps, unlearned, retrained, device, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     n_models = len(unlearned)
     accuracies = lambda: {k: rng.uniform(0.80, 0.90, n_models) for k in ACCURACIES}  # noqa: E731
-    shift = shared_shift.measure(unlearned, retrained, device=device)
+    shift = shared_shift.measure(unlearned, retrained, device=device, epsilons=eps)
     method = SideScores(epsilon_points(eps, n_models), accuracies(), shift)
     references = SideScores(None, accuracies())
     replicates = Bootstrap(len(eps), n_models).replicates("method", method, references)

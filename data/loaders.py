@@ -74,9 +74,6 @@ class GatheredTensors(TensorDataset):
     """``TensorDataset(images, labels)`` that answers a list of indices in one gather,
     on the tensors' own device."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        super().__init__(images, labels)
-
     def __getitems__(self, indices) -> GatheredSamples:
         images, labels = self.tensors
         index = torch.as_tensor(indices, dtype=torch.long)

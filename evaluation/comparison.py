@@ -43,7 +43,8 @@ def shift_of(result) -> SharedShift | None:
     if "shared_shift" in result.metric_info:
         saved = result.metric_info["shared_shift"]
         return None if saved is None else SharedShift.from_json(saved)
-    return shared_shift.measure(result.unlearned["forget_confs"], result.retrained["forget_confs"])
+    return shared_shift.measure(result.unlearned["forget_confs"], result.retrained["forget_confs"],
+                               epsilons=result.epsilons)
 
 
 def _resampled(method_name: str, epsilons, num_models: int, unlearned: dict, retrained: dict,

@@ -240,7 +240,7 @@ def score_unlearned(method_name, unlearned, unlearn_seconds, references: Referen
     ratio = float(np.mean(unlearn_seconds) / clock["seconds"])
     unlearned_summary = _summary(unlearned, confs=unlearned_confs)
     retrained_summary = _summary(retrained, confs=retrained_confs)
-    shift = shared_shift.measure(unlearned_confs, retrained_confs)
+    shift = shared_shift.measure(unlearned_confs, retrained_confs, epsilons=eps)
     intervals = intervals_of(method_name, eps, n_models, unlearned_summary, retrained_summary, forget_quality, final,
                              shift)
     return EvaluationResult(

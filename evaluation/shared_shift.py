@@ -47,9 +47,10 @@ def shared_share(confs) -> float:
     return float(min(max(share, 0.0), 1.0))
 
 
-def measure(unlearned_confs, retrained_confs, device=None) -> SharedShift | None:
+def measure(unlearned_confs, retrained_confs, device=None, epsilons=None) -> SharedShift | None:
     """The shared offsets of a method's models and of the references, and F's answer to
-    them; None when neither side has a shared part."""
+    them; None when neither side has a shared part. ``epsilons``: the unshifted
+    per-example epsilons when the caller has them (the answer at 0 is not scored again)."""
     u = np.asarray(unlearned_confs, dtype=np.float64)
     r = np.asarray(retrained_confs, dtype=np.float64)
     n_models = u.shape[0]
@@ -64,9 +65,13 @@ def measure(unlearned_confs, retrained_confs, device=None) -> SharedShift | None
     reference_sd = math.sqrt(reference_share / n_models)
     grid = np.asarray(STEPS) * math.hypot(method_sd, reference_sd)
     pick = np.unique(np.linspace(0, u.shape[1] - 1, min(CURVE_EXAMPLES, u.shape[1])).astype(int))
-    shifted = np.concatenate([u[:, pick] + g * sr[pick] for g in grid], axis=1)
-    eps = metric.per_example_epsilons(shifted, np.tile(r[:, pick], len(grid)), device=device)
-    f = metric.epsilon_points(eps, n_models).reshape(len(grid), len(pick)).mean(axis=1)
     zero = STEPS.index(0.0)
+    scored = [g for k, g in enumerate(grid) if epsilons is None or k != zero]
+    shifted = np.concatenate([u[:, pick] + g * sr[pick] for g in scored], axis=1)
+    eps = metric.per_example_epsilons(shifted, np.tile(r[:, pick], len(scored)), device=device)
+    eps = eps.reshape(len(scored), len(pick))
+    if epsilons is not None:
+        eps = np.insert(eps, zero, np.asarray(epsilons, dtype=np.float64)[pick], axis=0)
+    f = metric.epsilon_points(eps, n_models).mean(axis=1)
     return SharedShift(tuple(grid.tolist()), tuple((f - f[zero]).tolist()), method_sd, reference_sd, method_share,
                        reference_share)

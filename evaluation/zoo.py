@@ -19,8 +19,8 @@ from data import ImageData, Splits, to_tensors
 
 from .distributed import World
 from .engine import train_models
-from .precision import choose_precision
 from .model import make_model
+from .precision import choose_precision
 from .profiles import Profile
 from .retrain_clock import CLOCK_VERSION, extrapolate, machine_name, measure
 from .scoring import ModelScores, score_states
@@ -69,12 +69,13 @@ class Zoo:
             return self.group_size
         return 16 if self.tensors.retain[0].is_cuda else 1  # on CPU grouping saves nothing
 
-    def _precision(self) -> str:
+    def engine_precision(self) -> str:
+        """The arithmetic its models are trained in: ``precision``, or the device's default."""
         return choose_precision(self.tensors.retain[0].device, self.precision)
 
     def _config(self, role: str, recipe: TrainRecipe, indices: np.ndarray, seed: int) -> dict:
         # fp32 (the CPU's) adds nothing, so stores trained before precisions were a choice stay valid.
-        precision = self._precision()
+        precision = self.engine_precision()
         return ({} if precision == "fp32" else {"precision": precision}) | {
             "role": role,
             "data": self.data.fingerprint(),
