@@ -83,11 +83,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def list_everything() -> str:
     from evaluation.profiles import PROFILES
-    from methods import all_method_handlers
+    from methods import all_method_handlers, broken_methods
     from methods.hyperparameters import describe
 
     lines = ["methods (name: hyperparameters and defaults, for --set):"] + [
         f"  {name}: {describe(cls)}" for name, cls in all_method_handlers().items()]
+    broken = broken_methods()
+    if broken:
+        lines += ["method files that cannot be imported (fix them to list their methods):"] + [
+            f"  {path}: {error}" for path, error in broken.items()]
     lines += ["profiles:"] + [
         f"  {p.name:6s} N={p.num_models:<4d} train images={p.train_subset or 50000:<6d} "
         f"epochs={p.original_epochs}  ({p.description})"
@@ -100,14 +104,20 @@ def resolve_run(args):
     """Validate the arguments before anything is loaded or written."""
     from evaluation.model import pick_device
     from evaluation.profiles import PROFILES, default_profile_name
-    from methods import all_method_handlers
+    from methods import all_method_handlers, broken_methods
     from methods.hyperparameters import build, parse_settings
 
     if not args.method:
         raise UsageError("no method given: pass -m NAME (see --list)")
-    handlers = all_method_handlers()
+    handlers, broken = all_method_handlers(), broken_methods()
     if args.method != ALL and args.method not in handlers:
+        path = f"methods/{args.method}.py"
+        if path in broken:
+            raise UsageError(f"{path} cannot be imported: {broken[path]}")
         raise UsageError(f"unknown method {args.method!r}; available: {', '.join(handlers)}")
+    if os.environ.get("RANK", "0") == "0":
+        for path, error in broken.items():
+            print(f"warning: {path} cannot be imported, its methods are left out: {error}", file=sys.stderr)
     try:
         device = pick_device(args.device)
     except ValueError as e:
@@ -138,6 +148,9 @@ def resolve_run(args):
     chosen = handlers if args.method == ALL else {args.method: handlers[args.method]}
     factories = {name: functools.partial(build, cls, name, settings if name == args.method else None)
                  for name, cls in chosen.items()}
+    if args.method == ALL:  # a broken file is a failed row of the leaderboard
+        factories |= {pathlib.Path(path).stem: broken_import(path, error) for path, error in broken.items()
+                      if pathlib.Path(path).stem not in factories}
     return factories, device, PROFILES[profile_name].with_models(args.num_models)
 
 
@@ -163,7 +176,7 @@ def run(args, argv: list[str]) -> dict:
         data, groups = load_dataset(args.dataset, args.data)
     except DataError as e:
         raise UsageError(str(e)) from None
-    world = init_world()
+    world = init_world(device)
     try:
         return _run(args, methods, device, profile, data, groups, world)
     finally:
@@ -176,11 +189,10 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
     from evaluation.store import CheckpointStore
     from evaluation.zoo import SplitTensors, Zoo
 
-    if device.type == "cuda" and world.size > 1:
-        import torch
+    from evaluation.distributed import rank_device
 
-        # Ranks may share a GPU: --workers, or torchrun with more processes than GPUs.
-        device = torch.device("cuda", world.local_rank % torch.cuda.device_count())
+    if world.size > 1:  # ranks may share a GPU: --workers, or torchrun with more processes than GPUs
+        device = rank_device(device, world.local_rank)
     try:
         splits = make_splits(len(data.y_train), len(data.y_test), args.seed, train_subset=profile.train_subset,
                              test_subset=profile.test_subset, groups=groups)
@@ -202,7 +214,11 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
         "world_size": world.size,  # processes (--workers or torchrun); the numbers do not depend on it
     }
     if args.method == ALL:
-        return run_leaderboard(methods, zoo, out, context, args.gate, progress, args.method_timeout, args.resume)
+        board = run_leaderboard(methods, zoo, out, context, args.gate, progress, args.method_timeout, args.resume)
+        if board["failures"]:
+            raise RunFailed(f"{len(board['failures'])} of {len(board['rows'])} rows failed: "
+                            f"{', '.join(board['failures'])} (each reason in {out}/NAME/report.json)")
+        return board
     (name, make_method), = methods.items()
     started = time.perf_counter()
     from evaluation.comparison import versus_ceiling
@@ -215,6 +231,8 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
         result.hyperparameters = hyperparameter_values(make_method)
     except MethodFailed as e:
         if world.is_main:
+            from evaluation.report import write_failure
+
             write_failure(out / name, name, str(e), context)
         raise RunFailed(f"{name} failed: {e}") from None
     ceiling = measured_ceiling(zoo, args.gate, references, train=args.ceiling)
@@ -225,18 +243,19 @@ def _run(args, methods, device, profile, data, groups, world) -> dict:
     return result.to_json() | context
 
 
+def broken_import(path: str, error: str):
+    """A factory that fails as the file did, so -m all shows it as a failed row."""
+    def make():
+        raise ImportError(f"{path} cannot be imported: {error}")
+
+    return make
+
+
 def hyperparameter_values(make_method) -> dict:
     """What the method's runs were built with (for the report)."""
     from methods.hyperparameters import values
 
     return values(make_method())
-
-
-def write_failure(out_dir: pathlib.Path, name: str, reason: str, context: dict) -> None:
-    """A report that says the method failed, and why."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"method": name, "status": "failed", "reason": reason} | context
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
 
 
 def load_dataset(name: str, path):
@@ -274,14 +293,17 @@ def reusable_result(path: pathlib.Path, context: dict):
     """The EvaluationResult saved in ``path`` if it was made under the same conditions, else None."""
     from evaluation.runner import EvaluationResult
 
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
+    from evaluation.report import read_report
+
+    report = read_report(path)
+    if report is None:
         return None
     same = all(report.get(k) == context.get(k) for k in RESUME_KEYS)
-    for section, key, default in (("data", "fingerprint", None), ("environment", "device", None),
-                                  ("environment", "precision", "fp32")):  # reports before precisions were fp32
+    for section, key, default in (("data", "fingerprint", None), ("environment", "precision", "fp32")):
+        # (reports from before precisions were a choice were fp32)
         same = same and report.get(section, {}).get(key, default) == context.get(section, {}).get(key, default)
+    # CPU and CUDA round differently; which GPU (cuda:0 on rank 0, cuda under one process) does not matter.
+    same = same and _device_type(report) == _device_type(context)
     if not same or report.get("status") == "failed" or not report.get("intervals"):
         return None
     try:
@@ -292,6 +314,11 @@ def reusable_result(path: pathlib.Path, context: dict):
         return None
 
 
+def _device_type(report: dict) -> str | None:
+    device = report.get("environment", {}).get("device")
+    return None if device is None else device.split(":")[0]
+
+
 def _has_default(f) -> bool:
     return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
@@ -300,7 +327,7 @@ def refresh_saved(result, ceiling, out_dir: pathlib.Path, write: bool) -> None:
     """Bring a reused result's derived numbers up to date (intervals from an older report,
     its place against this run's ceiling) and rewrite its report when they changed."""
     from evaluation.comparison import versus_ceiling
-    from evaluation.report import write_report
+    from evaluation.report import read_report, write_report
     from evaluation.runner import refresh_intervals
 
     changed = refresh_intervals(result)
@@ -309,8 +336,7 @@ def refresh_saved(result, ceiling, out_dir: pathlib.Path, write: bool) -> None:
         changed = changed or placed != result.ceiling
         result.ceiling = placed
     if changed and write:
-        path = out_dir / "report.json"
-        report = json.loads(path.read_text())
+        report = read_report(out_dir / "report.json")
         fields = {f.name for f in dataclasses.fields(result)}
         write_report(result, out_dir, {k: v for k, v in report.items() if k not in fields})
 
@@ -323,13 +349,15 @@ def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: 
     """
     from evaluation.comparison import CEILING, versus_ceiling
     from evaluation.leaderboard import build, markdown_table, write_leaderboard
+    from evaluation.report import write_failure
     from evaluation.runner import MethodFailed, evaluate, evaluate_retraining, score_references
 
     references = score_references(zoo)
     results, failures, ceiling = [], {}, None
     for name, make in [(CEILING, None)] + list(methods.items()):
         started = time.perf_counter()
-        saved = reusable_result(out / name / "report.json", context) if resume else None
+        # Rank 0 decides, for every rank: ranks comparing their own devices would split.
+        saved = zoo.world.from_main(lambda: reusable_result(out / name / "report.json", context)) if resume else None
         if saved is not None:
             if zoo.world.is_main:
                 print(f"{name}: reusing {out / name / 'report.json'} (--resume)")
@@ -349,6 +377,7 @@ def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: 
             reason = str(e) if isinstance(e, MethodFailed) else f"{type(e).__name__}: {e}"
             if zoo.world.is_main:
                 print(f"{name} failed: {reason}", file=sys.stderr)
+                write_failure(out / name, name, reason, context)
             failures[name] = reason
             continue
         if zoo.world.is_main:
@@ -358,10 +387,11 @@ def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: 
     if zoo.world.is_main:
         path = write_leaderboard(board, out, context)
         print(f"\n{markdown_table(board)}\n\nleaderboard: {path}")
-    return {"rows": board.rows, "leaderboard": board} | context
+    return {"rows": board.rows, "leaderboard": board, "failures": failures} | context
 
 
 def main(argv=None) -> int:
+    from evaluation.distributed import RankFailed
     from evaluation.workers import WorkerFailed
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -371,7 +401,7 @@ def main(argv=None) -> int:
             print(list_everything())
             return 0
         run(args, argv)
-    except (UsageError, RunFailed, WorkerFailed) as e:
+    except (UsageError, RunFailed, WorkerFailed, RankFailed) as e:
         # Under --workers every process meets the same error: the first rank says it.
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {e}", file=sys.stderr)

@@ -30,13 +30,14 @@ from evaluation import shared_shift  # noqa: E402
 from evaluation.comparison import bootstrap_plan  # noqa: E402
 from evaluation.intervals import ACCURACIES, SideScores, difference_interval  # noqa: E402
 from evaluation.metric import MIN_MODELS, epsilon_points, final_score, per_example_epsilons  # noqa: E402
+from evaluation.report import read_report  # noqa: E402
 
 
 def load_reports(out_dir: pathlib.Path) -> dict:
     """``{method: report}`` of the methods that ran, in the leaderboard's order."""
     board = json.loads((out_dir / "leaderboard.json").read_text())
     names = [r["method"] for r in board["rows"] if r["status"] == "ok"]
-    return {name: json.loads((out_dir / name / "report.json").read_text()) for name in names}
+    return {name: read_report(out_dir / name / "report.json") for name in names}
 
 
 def scores(report: dict, unlearned: np.ndarray, references: np.ndarray) -> dict:

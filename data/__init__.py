@@ -6,8 +6,8 @@ Imports neither ``evaluation`` nor ``methods``.
 from .cifar10 import DataError, ImageData, load_cifar10, resolve_source
 from .loaders import Batch, make_loader
 from .splits import Splits, make_splits
-from .tensors import (CIFAR10_MEAN, CIFAR10_STD, crop_flip, draw_crop_flip, pad_black,
-                      random_crop_flip, to_tensors)
+from .tensors import (CIFAR10_MEAN, CIFAR10_STD, NORMALISED, RAW, Pixels, crop_flip, draw_crop_flip,
+                      pad_black, random_crop_flip, to_tensors)
 
 __all__ = [
     "Batch",
@@ -21,6 +21,9 @@ __all__ = [
     "load_cifar10",
     "make_loader",
     "make_splits",
+    "NORMALISED",
+    "Pixels",
+    "RAW",
     "pad_black",
     "random_crop_flip",
     "resolve_source",

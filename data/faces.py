@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .cifar10 import DataError, ImageData
+from .tensors import RAW
 
 SPLIT_FILES = ("retain", "forget", "validation")
 COLUMNS = ("image_id", "age_group", "age", "person_id")
@@ -99,6 +100,7 @@ def load_faces(root) -> tuple[ImageData, np.ndarray]:
         y_test=labels["test"],
         source=str(root),
         num_classes=NUM_CLASSES,
+        pixels=RAW,  # what the competition's notebook fed: float 0-255, not normalised
     )
     from .cifar10 import _checked
 

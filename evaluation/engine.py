@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from data.tensors import CROP_PADDING, crop_flip, draw_crop_flip, pad_black
+from data.tensors import CROP_PADDING, NORMALISED, Pixels, crop_flip, draw_crop_flip, pad_black
 
 from .inference import predict_logits
 from .model import make_model
@@ -49,6 +49,14 @@ def _small_convs_by_default(device: torch.device) -> bool:
     """Where the small-input convolutions run as matrix products unless asked otherwise:
     on CPU, where they measured faster; CUDA waits for a measurement (train_speed.py)."""
     return device.type == "cpu"
+
+
+def device_scope(device: torch.device):
+    """Make ``device`` the current CUDA device (a no-op on CPU): streams, graphs and
+    ``current_stream()`` belong to the current device, not to the tensors', so on
+    ``cuda:1`` they must be created under it."""
+    device = torch.device(device)
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 class _GlobalMeanPool(torch.nn.Module):
@@ -211,10 +219,11 @@ class Batches:
     """Every model's epoch draws and the batches they select, from one padded copy of the data."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool, generators: list,
-                 dtype: torch.dtype | None = None):
-        """``dtype``: the images' dtype on the device (autocast would cast them to it anyway)."""
+                 dtype: torch.dtype | None = None, pixels: Pixels = NORMALISED):
+        """``dtype``: the images' dtype on the device (autocast would cast them to it anyway);
+        ``pixels``: their representation, which sets the crop padding's black."""
         dtype = dtype or images.dtype
-        self.images = pad_black(images.to(dtype)) if augment else images.to(dtype)
+        self.images = pad_black(images.to(dtype), CROP_PADDING, pixels) if augment else images.to(dtype)
         self.labels, self.augment, self.generators = labels, augment, generators
         self.size = images.shape[-1]
 
@@ -319,7 +328,8 @@ class Trainer:
 
 def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10, progress: bool = True,
                  desc: str = "train", record_losses: bool = False, graphs: bool | None = None, fuse: int = 1,
-                 compile: bool = False, small_convs: bool | None = None, precision: str | None = None):
+                 compile: bool = False, small_convs: bool | None = None, precision: str | None = None,
+                 pixels: Pixels = NORMALISED):
     """Train ``len(seeds)`` fresh ResNet-18s together on ``images`` (already on the device).
 
     ``graphs`` (default: on CUDA) replays each step as a CUDA graph. ``fuse`` models
@@ -332,10 +342,18 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
     layer4 at 32x32) as matrix products that skip padded taps: the same function
     and gradients (``evaluation/small_convs.py``). ``precision`` (``evaluation/precision.py``;
     default: bf16 on a GPU that has it natively, fp16 with loss scaling on an older one,
-    fp32 on CPU) sets the autocast and the images' dtype. Returns
+    fp32 on CPU) sets the autocast and the images' dtype. ``pixels`` is the images'
+    representation (``data.tensors.Pixels``): the crop pads with its black. Returns
     ``(state_dicts, seconds, losses)``; ``losses`` is ``[steps, K]`` when
     ``record_losses`` (it synchronises every step, so only tests ask for it).
     """
+    with device_scope(images.device):
+        return _train_models(images, labels, recipe, seeds, num_classes, progress, desc, record_losses, graphs, fuse,
+                             compile, small_convs, precision, pixels)
+
+
+def _train_models(images, labels, recipe, seeds, num_classes, progress, desc, record_losses, graphs, fuse, compile,
+                  small_convs, precision, pixels):
     device = images.device
     models = [make_model(num_classes, seed=s).to(device) for s in seeds]
     if device.type == "cuda" or fuse == 1:  # measured faster on CPU too, for plain modules
@@ -349,7 +367,8 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
                            recipe.weight_decay, loss_scaling=needs_loss_scaling(precision))
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     # On CUDA the images are kept in the autocast dtype; on CPU autocast casts per batch.
-    batches = Batches(images, labels, recipe.augment, generators, autocast_dtype(precision) if images.is_cuda else None)
+    batches = Batches(images, labels, recipe.augment, generators, autocast_dtype(precision) if images.is_cuda else None,
+                      pixels)
     trainer = Trainer(groups, optimizer, batches, graphs=device.type == "cuda" if graphs is None else graphs,
                       precision=precision)
     n = images.shape[0]
@@ -392,6 +411,11 @@ def predict_logits_many(states: list[dict], images: torch.Tensor, num_classes: i
     if small_convs is None:
         small_convs = _small_convs_by_default(images.device)
     small_convs_for = tuple(images.shape[1:]) if small_convs else None
+    with device_scope(images.device):
+        return _predict_groups(states, images, num_classes, batch_size, group_size, small_convs_for)
+
+
+def _predict_groups(states, images, num_classes, batch_size, group_size, small_convs_for) -> torch.Tensor:
     outs = []
     for g in range(0, len(states), group_size):
         group = ModelGroup.from_state_dicts(states[g : g + group_size], num_classes, images.device,

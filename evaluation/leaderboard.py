@@ -3,13 +3,13 @@ ceiling-normalised F and paired comparisons, as Markdown, JSON and a plot."""
 
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 from dataclasses import asdict, dataclass, field
 
 from .comparison import CEILING, difference, paired_differences, replicates_of, versus_ceiling
 from .intervals import CONFIDENCE, RESAMPLES, Interval
+from .report import json_text, write_atomically
 from .runner import EvaluationResult
 
 BASELINE = "finetune"  # the competition's baseline: every row's paired difference is taken against it
@@ -186,9 +186,7 @@ def write_leaderboard(board: Leaderboard, out_dir, context: dict) -> pathlib.Pat
     (out / "leaderboard.md").write_text(text)
     payload = {"rows": [asdict(r) for r in ranked(board.rows)], "pairs": board.pairs, "baseline": board.baseline,
                "ceiling": board.ceiling, "intervals": {"confidence": CONFIDENCE, "resamples": RESAMPLES}} | context
-    tmp = out / "leaderboard.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(out / "leaderboard.json")
+    write_atomically(out / "leaderboard.json", json_text(payload))
     plot_leaderboard(board, out / "leaderboard.png", context.get("gate", 0.2))
     return out / "leaderboard.md"
 

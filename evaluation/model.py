@@ -20,9 +20,23 @@ def make_model(num_classes: int = 10, seed: int | None = None) -> torch.nn.Modul
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """``cuda`` when present unless ``name`` says otherwise."""
+    """``cuda`` when present unless ``name`` says otherwise: ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Anything else, or a CUDA device this machine lacks, raises ``ValueError`` with a
+    one-line reason (``torch.device`` would accept ``cuda:7`` and fail later, deep inside).
+    """
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise ValueError(f"unknown device {name!r}: use cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name} was asked for but no CUDA device is available")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return device

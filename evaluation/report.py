@@ -1,8 +1,16 @@
-"""Results as files: ``report.json``, a readable summary table, and a plot."""
+"""Results as files: ``report.json``, its arrays in ``report.npz``, a readable summary
+table, and a plot.
+
+``report.json`` holds every number a reader looks at and stays small at any N; the
+per-model confidences over the forget set (N x forget examples per side: 20 MB of
+floats at the full profile) go to ``report.npz`` beside it, and ``read_report`` puts
+them back. Both files are strict JSON/NumPy: a NaN (an unmeasured MIA) is written as null.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import platform
 
@@ -43,17 +51,81 @@ def environment(device) -> dict:
     return info
 
 
+# What grows with N x forget examples, kept in report.npz as "side.key".
+ARRAY_FIELDS = (("unlearned", "forget_confs"), ("retrained", "forget_confs"))
+ARRAYS_FILE = "report.npz"
+# What a successful evaluation writes beside report.json (a failure removes them).
+RESULT_FILES = ("report.png", ARRAYS_FILE, "splits.json")
+
+
+def json_text(obj) -> str:
+    """Strict JSON (``allow_nan=False``): NaN and infinities become null."""
+    return json.dumps(_finite(obj), indent=1, allow_nan=False)
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_atomically(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def write_report(result: EvaluationResult, out_dir, context: dict) -> pathlib.Path:
-    """Write ``report.json`` (every number, plus ``context``) and ``report.png``."""
+    """Write ``report.json`` (every number, plus ``context``), ``report.npz`` (the per-model
+    arrays) and ``report.png``. The arrays go first: a report.json always has its arrays."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = result.to_json() | context
+    arrays = {f"{side}.{key}": np.asarray(report[side].pop(key), dtype=np.float64)
+              for side, key in ARRAY_FIELDS if key in report[side]}
+    tmp = out / f"{ARRAYS_FILE}.tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(out / ARRAYS_FILE)
+    report["arrays"] = {"file": ARRAYS_FILE, "keys": sorted(arrays)}
     path = out / "report.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(path)
+    write_atomically(path, json_text(report))
     plot_report(result, out / "report.png")
     return path
+
+
+def write_failure(out_dir, name: str, reason: str, context: dict) -> pathlib.Path:
+    """A report that says the method failed, and why; an earlier run's results beside it go,
+    so no successful plot or array outlives the failure."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in RESULT_FILES:
+        (out / stale).unlink(missing_ok=True)
+    path = out / "report.json"
+    write_atomically(path, json_text({"method": name, "status": "failed", "reason": reason} | context))
+    return path
+
+
+def read_report(path) -> dict | None:
+    """A ``report.json`` with its arrays put back (as lists, as the result holds them) and
+    its nulls read as NaN where a number belongs (the MIA); None if it or its arrays are
+    missing or unreadable."""
+    path = pathlib.Path(path)
+    try:
+        report = json.loads(path.read_text())
+        if "arrays" in report:
+            with np.load(path.parent / report.pop("arrays")["file"]) as arrays:
+                for name in arrays.files:
+                    side, key = name.split(".", 1)
+                    report[side][key] = arrays[name].tolist()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(report.get("mia"), dict):
+        report["mia"] = {k: math.nan if v is None else v for k, v in report["mia"].items()}
+    return report
 
 
 def summary_table(result: EvaluationResult) -> str:
@@ -82,6 +154,8 @@ def summary_table(result: EvaluationResult) -> str:
                      f"{result.original[key]:11.4f}")
     mia = result.mia
     lines.append(f"{'MIA accuracy':18s}{mia['unlearned']:{width}.4f}{mia['retrained']:{width}.4f}{mia['original']:11.4f}")
+    if "note" in mia:
+        lines.append(f"{'':18s}MIA {mia['note']}")
     verdict = "passes" if t["passes_gate"] else "FAILS"
     lines += [
         "",

@@ -18,6 +18,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from data import NORMALISED, Pixels
+
 from . import starter_kit
 from .training import TrainRecipe
 
@@ -30,12 +32,13 @@ def extrapolate(images_per_second: float, recipe: TrainRecipe, n_images: int) ->
 
 
 def measure(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, device, num_classes: int,
-            timed_steps: int = 8, warmup: int = 2) -> float:
+            timed_steps: int = 8, warmup: int = 2, pixels: Pixels = NORMALISED) -> float:
     """Images/s of the starter-kit loop on uint8 ``images``: ``timed_steps`` steps after ``warmup``."""
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     epochs = math.ceil((warmup + timed_steps) / steps_per_epoch)  # enough loader passes for every step
     _, rate = starter_kit.train(images, labels, replace(recipe, epochs=epochs), seed=0, device=device,
-                                max_steps=warmup + timed_steps, warmup=warmup, num_classes=num_classes)
+                                max_steps=warmup + timed_steps, warmup=warmup, num_classes=num_classes,
+                                pixels=pixels)
     return rate
 
 

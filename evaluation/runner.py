@@ -25,6 +25,7 @@ from data import make_loader
 
 from . import metric, shared_shift
 from .comparison import intervals_of, shift_of
+from .engine import device_scope
 from .intervals import CONFIDENCE, RESAMPLES, SEED
 from .mia import simple_mia
 from .scoring import ModelScores, score_model
@@ -33,6 +34,7 @@ from .zoo import SplitTensors, Zoo
 INTERVALS_INFO = {"confidence": CONFIDENCE, "resamples": RESAMPLES, "seed": SEED,
                   "resampled": "forget examples and the models' shared offsets (F); models (accuracies)"}
 MIA_MODELS = 8  # the MIA is a side view: averaged over at most this many models per kind
+MIA_SPLITS = 10  # the starter kit's cross-validation
 
 
 class MethodFailed(Exception):
@@ -117,14 +119,14 @@ def run_method(make_method: Callable, zoo: Zoo, run_seed: int, time_limit_s: flo
     device = next(net.parameters()).device
     start = time.perf_counter()
     try:
-        with time_limit(time_limit_s):
+        with time_limit(time_limit_s), device_scope(device):  # a method's own "cuda" tensors land on net's GPU
             returned = method.run(net, retain_loader, forget_loader, val_loader)
     except MethodTimeout as e:
         raise MethodFailed(f"run {run_seed}: {e}") from None
     except Exception as e:
         raise MethodFailed(f"run {run_seed}: {type(e).__name__}: {e}") from e
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     if returned is not None and returned is not net:
         raise MethodFailed(f"run {run_seed}: run() returned a new model; only changes made to `net` in place count "
@@ -158,9 +160,10 @@ def _score_retrained(zoo: Zoo, indices) -> tuple[list, list]:
     indices = list(indices)
     zoo.ensure_retrained(indices)
     mine = {}
-    for i in zoo.world.shard(indices):
-        scores, record = zoo.retrained_scores(i)
-        mine[i] = (scores, record["train_seconds"])
+    with zoo.world.together():
+        for i in zoo.world.shard(indices):
+            scores, record = zoo.retrained_scores(i)
+            mine[i] = (scores, record["train_seconds"])
     everything = zoo.world.gather(mine)
     return [everything[i][0] for i in indices], [everything[i][1] for i in indices]
 
@@ -179,8 +182,8 @@ def evaluate(make_method: Callable, method_name: str, zoo: Zoo, gate: float = 0.
     for run_seed in tqdm(zoo.world.shard(seeds), desc=f"{method_name} runs", disable=not progress, unit="run"):
         try:
             mine[run_seed] = run_method(make_method, zoo, run_seed, time_limit_s)
-        except MethodFailed as e:
-            mine[run_seed] = e
+        except Exception as e:  # noqa: BLE001 - scoring out of memory, say: it fails this method on every rank
+            mine[run_seed] = e if isinstance(e, MethodFailed) else MethodFailed(f"run {run_seed}: {type(e).__name__}: {e}")
             break  # the method has failed: its other runs would not count
     everything = zoo.world.gather(mine)
     failures = [v for _, v in sorted(everything.items()) if isinstance(v, MethodFailed)]
@@ -252,11 +255,7 @@ def score_unlearned(method_name, unlearned, unlearn_seconds, references: Referen
         unlearned=unlearned_summary,
         retrained=retrained_summary,
         original=_summary([references.original]) | {"train_seconds": references.original_seconds},
-        mia={
-            "unlearned": _mean_mia(unlearned),
-            "retrained": _mean_mia(retrained),
-            "original": _mean_mia([references.original]),
-        },
+        mia=_mia_summary(unlearned, retrained, references.original),
         timing={
             "unlearn_seconds": list(unlearn_seconds),
             "unlearn_seconds_mean": float(np.mean(unlearn_seconds)),
@@ -301,6 +300,18 @@ def _summary(scores: list[ModelScores], confs: np.ndarray | None = None) -> dict
     return out
 
 
+def _mia_summary(unlearned: list[ModelScores], retrained: list[ModelScores], original: ModelScores) -> dict:
+    """The attack's mean accuracy per kind of model; NaN with a note where the forget set is
+    too small for its cross-validation (a side view must not lose the evaluation)."""
+    scores = [*unlearned, *retrained, original]
+    forget_size, test_size = (min(getattr(s, side).size for s in scores) for side in ("forget_losses", "test_losses"))
+    if min(forget_size, test_size) < MIA_SPLITS:
+        note = (f"not measured: the attack's {MIA_SPLITS} splits need at least {MIA_SPLITS} examples on each side; "
+                f"forget has {forget_size}, test {test_size}")
+        return {"unlearned": math.nan, "retrained": math.nan, "original": math.nan, "note": note}
+    return {"unlearned": _mean_mia(unlearned), "retrained": _mean_mia(retrained), "original": _mean_mia([original])}
+
+
 def _mean_mia(scores: list[ModelScores]) -> float:
-    values = [simple_mia(s.forget_losses, s.test_losses) for s in scores[:MIA_MODELS]]
+    values = [simple_mia(s.forget_losses, s.test_losses, n_splits=MIA_SPLITS) for s in scores[:MIA_MODELS]]
     return float(np.mean(values)) if values else math.nan

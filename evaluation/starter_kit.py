@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data import CIFAR10_MEAN, CIFAR10_STD
+from data import NORMALISED, Pixels
 
 from .model import make_model
 from .training import TrainRecipe, cosine_factor
@@ -26,12 +26,12 @@ STARTER_KIT_WORKERS = 2
 
 
 class _PilImages(torch.utils.data.Dataset):
-    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: bool):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: bool, pixels: Pixels = NORMALISED):
         import torchvision.transforms as T
 
         size = images.shape[1:3]
         steps = [T.RandomCrop(size, padding=4), T.RandomHorizontalFlip()] if augment else []
-        self.transform = T.Compose(steps + [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+        self.transform = T.Compose(steps + [T.ToTensor(), T.Normalize(*pixels.torchvision_normalize())])
         self.images, self.labels = images, labels
 
     def __len__(self):
@@ -50,7 +50,7 @@ def _sync(device: torch.device) -> None:
 
 def train(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, seed: int, device: torch.device,
           max_steps: int | None = None, warmup: int = 0, workers: int = STARTER_KIT_WORKERS,
-          num_classes: int | None = None):
+          num_classes: int | None = None, pixels: Pixels = NORMALISED):
     """Train one model the starter kit's way on uint8 ``[n, H, W, 3]`` images.
 
     Returns ``(model, images_per_second)``; the rate is timed after ``warmup`` steps
@@ -59,7 +59,7 @@ def train(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, seed: int
     """
     device = torch.device(device)
     torch.manual_seed(seed)  # the loader's shuffling and the transforms' draws
-    loader = torch.utils.data.DataLoader(_PilImages(images, labels, recipe.augment), batch_size=recipe.batch_size,
+    loader = torch.utils.data.DataLoader(_PilImages(images, labels, recipe.augment, pixels), batch_size=recipe.batch_size,
                                          shuffle=True, num_workers=workers, persistent_workers=workers > 0)
     num_classes = num_classes or int(labels.max()) + 1
     model = make_model(num_classes, seed=seed).to(device).train()

@@ -13,6 +13,7 @@ computed once.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pathlib
@@ -56,8 +57,8 @@ class CheckpointStore:
         data = weights.read_bytes()
         if hashlib.sha256(data).hexdigest() != record.get("sha256"):
             raise CorruptCheckpoint(f"checkpoint {weights} does not match its recorded hash")
-        try:
-            return torch.load(weights, map_location="cpu", weights_only=True)
+        try:  # the bytes just checked, not the file again: another writer may have replaced it since
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:
             raise CorruptCheckpoint(f"checkpoint {weights} cannot be loaded: {e}") from None
 
@@ -66,11 +67,16 @@ class CheckpointStore:
         saving many models at once passes ``manifest=False`` and writes it once after them."""
         weights, record_path = self._paths(key)
         state = {k: v.detach().cpu() for k, v in state_dict.items()}
-        _atomic_write(weights, lambda f: torch.save(state, f))
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+        # The hash of the bytes written, not of the file read back: a second writer of the
+        # same key may have renamed its own file into place in between.
+        _atomic_write(weights, lambda f: f.write(data))
         record = {
             "key": key,
             "config": config,
-            "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            "sha256": hashlib.sha256(data).hexdigest(),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **info,
         }
@@ -106,6 +112,20 @@ class CheckpointStore:
         path.parent.mkdir(exist_ok=True)
         _atomic_write(path, lambda f: np.savez(f, **arrays))
 
+    def older_models(self, version: int) -> list[str]:
+        """Keys of the models whose config has a key version below ``version`` (none: 1)."""
+        older = []
+        for path in self.root.glob("*.json"):
+            if path.name == "manifest.json":
+                continue
+            try:
+                config = json.loads(path.read_text()).get("config", {})
+            except (OSError, ValueError):
+                continue
+            if config.get("key_version", 1) < version:
+                older.append(path.stem)
+        return sorted(older)
+
     def discard(self, key: str) -> None:
         for path in self._paths(key):
             path.unlink(missing_ok=True)
@@ -124,6 +144,18 @@ class CheckpointStore:
         return target
 
 
+def prune(root, version: int) -> int:
+    """Delete the models of a key version below ``version`` (and their scores); returns how many."""
+    store = CheckpointStore(root)
+    older = store.older_models(version)
+    for key in older:
+        store.discard(key)
+        for scores in (store.root / "arrays").glob(f"scores_{key}_*.npz"):
+            scores.unlink()
+    store.write_manifest()
+    return len(older)
+
+
 def _atomic_write(path: pathlib.Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -135,3 +167,13 @@ def _atomic_write(path: pathlib.Path, write) -> None:
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .zoo import KEY_VERSION
+
+    if len(sys.argv) != 3 or sys.argv[1] != "prune":
+        sys.exit("usage: python -m evaluation.store prune STORE  (deletes models an older kit version made)")
+    print(f"deleted {prune(sys.argv[2], KEY_VERSION)} models of a key version below {KEY_VERSION}")

@@ -30,11 +30,14 @@ from .training import TrainRecipe
 ORIGINAL_SEED_OFFSET = 0
 RETRAINED_SEED_OFFSET = 1000
 SCORING_VERSION = 1  # bump when the scores' inference path changes: every stored score is recomputed
+# Bump when what a model's key covers changes; a store's older models are then named once, not
+# silently retrained beside (store.KeyVersions). 2: device class, precision always, whole-data hash, pixels.
+KEY_VERSION = 2
 
 
 @dataclass
 class SplitTensors:
-    """The four splits as normalised tensors on the device."""
+    """The four splits as float tensors on the device, in the data's pixel representation."""
 
     retain: tuple
     forget: tuple
@@ -43,11 +46,14 @@ class SplitTensors:
 
     @classmethod
     def build(cls, data: ImageData, splits: Splits, device) -> "SplitTensors":
+        def encoded(x, y, index):
+            return to_tensors(x[index], y[index], device, data.pixels)
+
         return cls(
-            retain=to_tensors(data.x_train[splits.retain], data.y_train[splits.retain], device),
-            forget=to_tensors(data.x_train[splits.forget], data.y_train[splits.forget], device),
-            val=to_tensors(data.x_test[splits.val], data.y_test[splits.val], device),
-            test=to_tensors(data.x_test[splits.test], data.y_test[splits.test], device),
+            retain=encoded(data.x_train, data.y_train, splits.retain),
+            forget=encoded(data.x_train, data.y_train, splits.forget),
+            val=encoded(data.x_test, data.y_test, splits.val),
+            test=encoded(data.x_test, data.y_test, splits.test),
         )
 
 
@@ -63,6 +69,7 @@ class Zoo:
     precision: str | None = None  # the engine's arithmetic (precision.py; default: chosen from the device)
     world: World = World()  # under torchrun: this process's rank and the number of ranks
     _original: tuple | None = None  # loaded once per process; every run copies it
+    _told_of_older: bool = False  # the store's older-version models are named once per zoo
 
     def _group_size(self) -> int:
         if self.group_size:
@@ -74,9 +81,12 @@ class Zoo:
         return choose_precision(self.tensors.retain[0].device, self.precision)
 
     def _config(self, role: str, recipe: TrainRecipe, indices: np.ndarray, seed: int) -> dict:
-        # fp32 (the CPU's) adds nothing, so stores trained before precisions were a choice stay valid.
-        precision = self.engine_precision()
-        return ({} if precision == "fp32" else {"precision": precision}) | {
+        return {
+            "key_version": KEY_VERSION,
+            # A GPU's and a CPU's models are two distributions (bf16 and fp32, other kernels):
+            # a store filled by both must never mix them into one set of references.
+            "device": self.tensors.retain[0].device.type,
+            "precision": self.engine_precision(),
             "role": role,
             "data": self.data.fingerprint(),
             "split_seed": self.splits.seed,
@@ -101,9 +111,9 @@ class Zoo:
         labels = torch.cat([self.tensors.retain[1], self.tensors.forget[1]])
         config = self._original_config()
         if self.world.size > 1:  # one rank trains it, the others load it
-            if self.world.is_main:
-                self._get_or_train([config], images, labels, "original model")
-            self.world.barrier()
+            with self.world.together():
+                if self.world.is_main:
+                    self._get_or_train([config], images, labels, "original model")
         self._original = self._get_or_train([config], images, labels, "original model")[0]
         return self._original
 
@@ -116,12 +126,15 @@ class Zoo:
         what = {"version": CLOCK_VERSION, "machine": machine_name(device), "torch": torch.__version__,
                 "recipe": recipe.to_json(), "images": list(images.shape), "timed_steps": self.profile.clock_steps}
         name = f"retrain_clock_{config_key(what)}"
-        if self.world.is_main and self.store.note(name) is None:
-            if self.progress:
-                tqdm.write(f"timing the starter kit's loop ({self.profile.clock_steps} steps) for the gate's retrain time")
-            rate = measure(images, labels, recipe, device, self.data.num_classes, self.profile.clock_steps)
-            self.store.save_note(name, what | {"images_per_second": rate, "seconds": extrapolate(rate, recipe, len(labels))})
-        self.world.barrier()
+        with self.world.together():
+            if self.world.is_main and self.store.note(name) is None:
+                if self.progress:
+                    tqdm.write(f"timing the starter kit's loop ({self.profile.clock_steps} steps) for the gate's "
+                               "retrain time")
+                rate = measure(images, labels, recipe, device, self.data.num_classes, self.profile.clock_steps,
+                               pixels=self.data.pixels)
+                self.store.save_note(name, what | {"images_per_second": rate,
+                                                   "seconds": extrapolate(rate, recipe, len(labels))})
         return self.store.note(name)
 
     def _retrained_config(self, index: int) -> dict:
@@ -144,9 +157,10 @@ class Zoo:
         missing = [c for c in configs if not self.store.has(config_key(c))]
         size = self._group_size()
         groups = [missing[g : g + size] for g in range(0, len(missing), size)]
-        for group in tqdm(groups, desc="training references", disable=not self.progress or not groups, unit="group"):
-            self._get_or_train(group, *self.tensors.retain, f"references x{len(group)}")
-        self.world.barrier()
+        with self.world.together():  # a rank's error reaches the others instead of leaving them waiting
+            for group in tqdm(groups, desc="training references", disable=not self.progress or not groups,
+                              unit="group"):
+                self._get_or_train(group, *self.tensors.retain, f"references x{len(group)}")
         if self.world.size > 1 and self.world.is_main:
             self.store.write_manifest()  # ranks saving at once may each have missed the others' records
 
@@ -217,11 +231,19 @@ class Zoo:
         """``(model, record)`` per config (same recipe), training the missing ones together."""
         found = [self._load(c) for c in configs]
         todo = [c for c, f in zip(configs, found) if f is None]
+        if todo and self.world.is_main and not self._told_of_older:
+            self._told_of_older = True
+            older = self.store.older_models(KEY_VERSION)
+            if older:
+                tqdm.write(f"note: {self.store.root} holds {len(older)} models made by an older version of the kit "
+                           f"(key version < {KEY_VERSION}); they cannot be reused and are kept. This run trains what "
+                           f"it needs; `python -m evaluation.store prune {self.store.root}` deletes the old ones.",
+                           file=sys.stderr)
         if todo:
             recipe = TrainRecipe(**todo[0]["recipe"])
             states, seconds, _ = train_models(
                 images, labels, recipe, [c["model_seed"] for c in todo], self.data.num_classes, self.progress, desc,
-                precision=todo[0].get("precision", "fp32"),
+                precision=todo[0].get("precision", "fp32"), pixels=self.data.pixels,
             )
             # One inference serves both the records' accuracies and the scores' cache.
             scores = score_states(states, self.tensors, self.data.num_classes)

@@ -14,7 +14,8 @@ import pkgutil
 from .BaseMethod import BaseMethod
 
 _REGISTRY: dict[str, type[BaseMethod]] = {}
-_NOT_METHODS = {"BaseMethod", "common"}
+_NOT_METHODS = {"BaseMethod", "common", "hyperparameters"}
+_BROKEN: dict[str, str] = {}  # module name -> its import error: one bad file must not hide the others
 
 
 def register(name: str):
@@ -35,7 +36,17 @@ def register(name: str):
 def _import_all() -> None:
     for info in pkgutil.iter_modules(__path__):
         if info.name not in _NOT_METHODS and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+            try:
+                importlib.import_module(f"{__name__}.{info.name}")
+                _BROKEN.pop(info.name, None)
+            except Exception as e:  # noqa: BLE001 - any error in a user's file, reported with its name
+                _BROKEN[info.name] = f"{type(e).__name__}: {e}"
+
+
+def broken_methods() -> dict[str, str]:
+    """``{file: error}`` of the method files that failed to import (``methods/NAME.py``)."""
+    _import_all()
+    return {f"methods/{name}.py": error for name, error in sorted(_BROKEN.items())}
 
 
 def all_method_handlers() -> dict[str, type[BaseMethod]]:
@@ -58,4 +69,4 @@ def get_method(name: str) -> type[BaseMethod]:
 METHODS: dict[str, type] = {
 }
 
-__all__ = ["BaseMethod", "METHODS", "all_method_handlers", "get_method", "register"]
+__all__ = ["BaseMethod", "METHODS", "all_method_handlers", "broken_methods", "get_method", "register"]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
-from .common import FrozenOutsideMask, accumulate_gradients, loader_over, num_classes_of, sgd, top_fraction_mask, train_epoch
+from .common import FrozenOutsideMask, accumulate_gradients, loader_over, sgd, top_fraction_mask, train_epoch
 
 
 def saliency_mask(net, forget_loader, fraction: float) -> dict:

@@ -73,3 +73,28 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert f["low"] <= report["forget_quality"] <= f["high"] and report["report_version"] == main.REPORT_VERSION
     out = capsys.readouterr().out
     assert "forget quality F" in out and "F / F_retrain" in out and f"[{f['low']:.4f}, {f['high']:.4f}]" in out
+
+
+def test_a_broken_method_file_is_named_and_the_others_still_list_and_run(tmp_path, monkeypatch, capsys):
+    import methods
+
+    (tmp_path / "zz_broken.py").write_text("import no_such_module_here\n")
+    monkeypatch.setattr(methods, "__path__", [*methods.__path__, str(tmp_path)])
+    monkeypatch.setattr(methods, "_BROKEN", {})
+    assert main.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "  finetune: " in out and "  kookmin: " in out
+    assert "methods/zz_broken.py: ModuleNotFoundError: No module named 'no_such_module_here'" in out
+    assert main.main(["-m", "zz_broken", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: methods/zz_broken.py cannot be imported: "
+                       "ModuleNotFoundError: No module named 'no_such_module_here'")
+    # a working method still resolves; the broken file gets one warning line
+    args = main.parse_args(["-m", "finetune", "--profile", "smoke"])
+    factories, _, _ = main.resolve_run(args)
+    assert list(factories) == ["finetune"] and factories["finetune"]().__class__.__name__ == "Finetune"
+    assert "warning: methods/zz_broken.py cannot be imported" in capsys.readouterr().err
+    # under -m all it is a failed row
+    factories, _, _ = main.resolve_run(main.parse_args(["-m", "all", "--profile", "smoke"]))
+    with pytest.raises(ImportError, match="methods/zz_broken.py cannot be imported"):
+        factories["zz_broken"]()

@@ -73,6 +73,27 @@ def test_to_tensors_normalises():
     assert labels.tolist() == [1, 2]
 
 
+def test_raw_pixels_are_the_exact_0_255_values_and_pad_with_zero():
+    from data import RAW, pad_black
+
+    x = np.random.default_rng(0).integers(0, 256, size=(3, 8, 8, 3)).astype(np.uint8)
+    images, _ = to_tensors(x, [0, 1, 2], pixels=RAW)
+    assert images.dtype == torch.float32 and torch.equal(images, torch.from_numpy(x).permute(0, 3, 1, 2).float())
+    padded = pad_black(images, 4, RAW)
+    assert padded.shape == (3, 3, 16, 16) and torch.equal(padded[:, :, 4:12, 4:12], images)
+    assert padded[:, :, :4].abs().sum() == 0 and padded[:, :, :, -4:].abs().sum() == 0
+
+
+def test_the_representation_is_part_of_the_data_fingerprint(cifar):
+    from dataclasses import replace
+
+    from data import NORMALISED, RAW
+
+    assert cifar.pixels == NORMALISED  # CIFAR-10 runs are normalised, as the starter kit's
+    assert replace(cifar, pixels=RAW).fingerprint() != cifar.fingerprint()
+    assert replace(cifar, pixels=NORMALISED).fingerprint() == cifar.fingerprint()
+
+
 def test_loader_yields_image_label_tuples():
     images, labels = torch.randn(10, 3, 32, 32), torch.arange(10)
     batches = list(make_loader(images, labels, batch_size=4, shuffle=True, seed=0))
@@ -128,22 +149,27 @@ def test_crop_flip_matches_a_per_image_crop():
     assert 0.4 < flips / n < 0.6
 
 
-def test_crop_flip_equals_torchvision_on_real_images(cifar):
+@pytest.mark.parametrize("representation", ["NORMALISED", "RAW"])
+def test_crop_flip_equals_torchvision_on_real_images(cifar, representation):
     # The engine's augmentation against the starter kit's PIL transforms (RandomCrop(32, 4)
     # pads the raw image with black, then HorizontalFlip, ToTensor, Normalize), window by
-    # window: same offsets and flips give the same normalised pixels.
+    # window: same offsets and flips give the same pixels, in either representation (the
+    # black border is -mean/std normalised, 0 raw).
     import torchvision.transforms.functional as TF
     from PIL import Image
 
-    from data import CIFAR10_MEAN, CIFAR10_STD, crop_flip, draw_crop_flip, pad_black
+    import data
+    from data import crop_flip, draw_crop_flip, pad_black
 
+    pixels = getattr(data, representation)
     raw = cifar.x_train[:64]
     crops = draw_crop_flip(len(raw), torch.Generator().manual_seed(1))
-    ours = crop_flip(pad_black(to_tensors(raw, np.zeros(len(raw)))[0]), torch.arange(len(raw)), crops)
+    ours = crop_flip(pad_black(to_tensors(raw, np.zeros(len(raw)), pixels=pixels)[0], 4, pixels),
+                     torch.arange(len(raw)), crops)
     for i, image in enumerate(raw):
         dy, dx, flip = crops[:, i].tolist()
         pil = TF.crop(TF.pad(Image.fromarray(image), 4), dy, dx, 32, 32)
         pil = TF.hflip(pil) if flip else pil
-        theirs = TF.normalize(TF.to_tensor(pil), CIFAR10_MEAN, CIFAR10_STD)
-        torch.testing.assert_close(ours[i], theirs, rtol=0, atol=1e-5)
+        theirs = TF.normalize(TF.to_tensor(pil), *pixels.torchvision_normalize())
+        torch.testing.assert_close(ours[i], theirs, rtol=0, atol=1e-5 * 255 / pixels.scale)
     assert 0 < crops[2].sum() < len(raw) and len(set(crops[0].tolist())) > 5

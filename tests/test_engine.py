@@ -209,3 +209,15 @@ def test_learning_rate_schedule_is_the_starter_kits(cifar, monkeypatch):
     train_models(*to_tensors(images, labels), recipe, [0], progress=False)
     assert len(kit) == 6 and kit[0] == recipe.lr and kit[-1] < kit[1]
     assert used == pytest.approx(kit, rel=1e-12)
+
+
+def test_the_crop_pads_with_the_black_of_the_images_representation():
+    from data import NORMALISED, RAW
+    from evaluation.engine import Batches
+
+    images, labels = torch.full((2, 3, 8, 8), 7.0), torch.arange(2)
+    for pixels in (NORMALISED, RAW):
+        padded = Batches(images, labels, True, [torch.Generator().manual_seed(0)], pixels=pixels).images
+        assert padded.shape == (2, 3, 16, 16) and torch.equal(padded[:, :, 4:12, 4:12], images)
+        torch.testing.assert_close(padded[0, :, 0, 0], pixels.black(), rtol=0, atol=0)
+    assert RAW.black().abs().sum() == 0 and NORMALISED.black()[0].item() == pytest.approx(-0.4914 / 0.2023)

@@ -15,6 +15,7 @@ import torch
 
 import main
 from evaluation.leaderboard import Row
+from evaluation.report import read_report
 from methods import BaseMethod
 from tests.conftest import REPO, cifar_path
 
@@ -28,7 +29,7 @@ def _env(**extra):
 
 
 def _report(out):
-    return json.loads((pathlib.Path(out) / "finetune" / "report.json").read_text())
+    return read_report(pathlib.Path(out) / "finetune" / "report.json")
 
 
 def _processes_mentioning(text: str) -> list[int]:

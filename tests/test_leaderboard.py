@@ -48,7 +48,9 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     assert rows["leaves_nan"].status == "failed" and "NaN" in rows["leaves_nan"].error
     assert rows["finetune"].status == "ok" and 0 <= rows["finetune"].forget_quality <= 1
     assert rows["retrain"].status == "ok" and not math.isnan(rows["retrain"].time_ratio)
-    saved = json.loads((tmp_path / "leaderboard.json").read_text())
+    text = (tmp_path / "leaderboard.json").read_text()
+    saved = json.loads(text)
+    assert "NaN" not in text and saved["rows"][-1]["time_ratio"] is None  # strict JSON: a failed row's NaN is null
     assert [r["method"] for r in saved["rows"]][-2:] == ["raises", "leaves_nan"]
     assert (tmp_path / "leaderboard.png").stat().st_size > 5_000
     board = (tmp_path / "leaderboard.md").read_text()
@@ -56,7 +58,9 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     finetune = rows["finetune"]
     assert finetune.time_ratio == pytest.approx(finetune.unlearn_seconds / finetune.retrain_seconds)
     assert f"seconds per run / {rows['retrain'].unlearn_seconds:.1f} s" in board
-    assert (tmp_path / "finetune" / "report.json").exists() and not (tmp_path / "raises").exists()
+    assert (tmp_path / "finetune" / "report.json").exists() and result["failures"].keys() == {"raises", "leaves_nan"}
+    failed = json.loads((tmp_path / "raises" / "report.json").read_text())
+    assert failed["status"] == "failed" and "boom" in failed["reason"] and not (tmp_path / "raises" / "report.png").exists()
     ran_with = next(r for r in saved["rows"] if r["method"] == "finetune")["hyperparameters"]
     assert ran_with == {k: getattr(gentle(), k) for k in ("epochs", "lr", "momentum", "weight_decay")}
 
@@ -118,3 +122,25 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
     other = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context | {"run_seeds": [0]}, gate=0.2,
                                  progress=False, resume=True)
     assert {r.method: r.status for r in other["rows"]}["finetune"] == "failed"
+
+
+def test_all_exits_1_naming_the_failed_methods_and_no_old_success_survives(tmp_path, monkeypatch, capsys):
+    import methods
+    from tests.conftest import cifar_path
+
+    monkeypatch.setattr(methods, "_REGISTRY", {"raises": Raises, "finetune": Finetune})
+    monkeypatch.setattr(methods, "_import_all", lambda: None)
+    out = tmp_path / "out"
+    # an older successful run of "raises" left its report and plot
+    (out / "raises").mkdir(parents=True)
+    (out / "raises" / "report.json").write_text(json.dumps({"method": "raises", "status": "ok"}))
+    (out / "raises" / "report.png").write_bytes(b"old plot")
+    argv = ["-m", "all", "--profile", "smoke", "--data", cifar_path(), "--out", str(out),
+            "--store", str(tmp_path / "store"), "--no-progress"]
+    assert main.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: 1 of 3 rows failed: raises ")
+    report = json.loads((out / "raises" / "report.json").read_text())
+    assert report["status"] == "failed" and "boom" in report["reason"] and not (out / "raises" / "report.png").exists()
+    rows = {r["method"]: r["status"] for r in json.loads((out / "leaderboard.json").read_text())["rows"]}
+    assert rows == {"retrain": "ok", "finetune": "ok", "raises": "failed"}

@@ -87,3 +87,53 @@ def test_arrays_roundtrip_and_unreadable_is_none(tmp_path):
     (tmp_path / "arrays" / "scores_a.npz").write_bytes(b"\x00" * 10)
     assert s.arrays("scores_a") is None
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_record_hashes_the_bytes_written_and_load_uses_the_bytes_checked(tmp_path, monkeypatch):
+    s = CheckpointStore(tmp_path)
+    ours, theirs = make_model(seed=0).state_dict(), make_model(seed=1).state_dict()
+    write = store_module._atomic_write
+
+    def raced(path, fill):
+        write(path, fill)
+        if path.suffix == ".pt":  # a second writer of the same key renames its file in right after ours
+            write(path, lambda f: torch.save(theirs, f))
+
+    monkeypatch.setattr(store_module, "_atomic_write", raced)
+    s.save("k", ours, {})
+    monkeypatch.setattr(store_module, "_atomic_write", write)
+    # our record must not vouch for their file: the mismatch is caught, not loaded as ours
+    with pytest.raises(CorruptCheckpoint, match="does not match its recorded hash"):
+        s.load("k")
+    s.save("k", ours, {})
+    real_load = torch.load
+
+    def replaced_after_the_check(source, *args, **kwargs):
+        (tmp_path / "k.pt").write_bytes(b"replaced after the hash was checked")
+        return real_load(source, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.torch, "load", replaced_after_the_check)
+    loaded = s.load("k")
+    assert torch.equal(loaded["fc.weight"], ours["fc.weight"])
+
+
+def test_keys_separate_device_class_and_precision_and_older_versions_are_named_once(mini_zoo, tmp_path, capsys):
+    import dataclasses
+
+    from evaluation.store import prune
+    from evaluation.zoo import KEY_VERSION
+
+    config = mini_zoo._retrained_config(0)
+    assert config["key_version"] == KEY_VERSION and config["device"] == "cpu" and config["precision"] == "fp32"
+    on_gpu = config | {"device": "cuda", "precision": "bf16"}
+    assert config_key(on_gpu) != config_key(config)
+    # a store holding a model of an older key version: named once, with what to do, and kept
+    old = CheckpointStore(tmp_path)
+    old.save("old1", make_model(seed=0).state_dict(), {"role": "retrained"})  # version 1: no key_version
+    zoo = dataclasses.replace(mini_zoo, store=old, _original=None, _told_of_older=False)
+    zoo.retrained(0)
+    zoo.retrained(1)
+    notes = [line for line in capsys.readouterr().err.splitlines() if "older version of the kit" in line]
+    assert len(notes) == 1 and "holds 1 models" in notes[0] and "python -m evaluation.store prune" in notes[0]
+    assert old.has("old1") and old.older_models(KEY_VERSION) == ["old1"]
+    assert prune(tmp_path, KEY_VERSION) == 1 and not old.has("old1") and old.has(config_key(config))
