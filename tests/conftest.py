@@ -18,18 +18,31 @@ collect_ignore = [] if _has_cuda() else ["test_cuda.py"]
 
 
 def cifar_path() -> str:
-    """The real CIFAR-10 the end-to-end tests use: $UNLEARN_DATA, else the shared file."""
-    path = os.environ.get("UNLEARN_DATA") or str(SHARED_CIFAR)
-    if not pathlib.Path(path).exists():
-        pytest.fail(f"CIFAR-10 not found at {path}: set UNLEARN_DATA to an .npz or torchvision root")
-    return path
+    """The real CIFAR-10 the end-to-end tests use, found where ``main.py`` finds it without
+    ``--data``: ``$UNLEARN_DATA``, then the default location (``data/cifar10.npz`` or a
+    torchvision root ``data/cifar10``); this checkout's shared copy only when neither has it.
+    Tests never download."""
+    from data.cifar10 import resolve_source
+
+    source = pathlib.Path(resolve_source(None))
+    if os.environ.get("UNLEARN_DATA") or _holds_cifar(source):
+        if not _holds_cifar(source):
+            pytest.fail(f"UNLEARN_DATA={source} holds no CIFAR-10 (an .npz or a torchvision root)")
+        return str(source)
+    if SHARED_CIFAR.is_file():
+        return str(SHARED_CIFAR)
+    pytest.fail(f"CIFAR-10 not found at {source}: put it there or set UNLEARN_DATA (see README, Data)")
+
+
+def _holds_cifar(path: pathlib.Path) -> bool:
+    return path.is_file() if path.suffix == ".npz" else (path / "cifar-10-batches-py").is_dir()
 
 
 @pytest.fixture(scope="session")
 def cifar():
     from data import load_cifar10
 
-    return load_cifar10(cifar_path())
+    return load_cifar10(cifar_path(), download=False)
 
 
 @pytest.fixture(scope="session")

@@ -173,3 +173,16 @@ def test_crop_flip_equals_torchvision_on_real_images(cifar, representation):
         theirs = TF.normalize(TF.to_tensor(pil), *pixels.torchvision_normalize())
         torch.testing.assert_close(ours[i], theirs, rtol=0, atol=1e-5 * 255 / pixels.scale)
     assert 0 < crops[2].sum() < len(raw) and len(set(crops[0].tolist())) > 5
+
+
+def test_the_tests_look_for_cifar_where_main_looks_without_data(monkeypatch, tmp_path):
+    from tests.conftest import cifar_path
+
+    monkeypatch.delenv("UNLEARN_DATA", raising=False)
+    default = tmp_path / "cifar10.npz"
+    default.write_bytes(b"")
+    monkeypatch.setattr("data.cifar10.DEFAULT_NPZ", default)
+    assert cifar_path() == str(default)
+    monkeypatch.setenv("UNLEARN_DATA", str(tmp_path / "elsewhere.npz"))
+    with pytest.raises(pytest.fail.Exception, match="UNLEARN_DATA=.*elsewhere.npz holds no CIFAR-10"):
+        cifar_path()

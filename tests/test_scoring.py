@@ -102,12 +102,12 @@ def test_scores_belong_to_their_evaluation(tiny_zoo):
 
 
 def test_the_engines_precision_is_part_of_a_reference_key(tiny_zoo, monkeypatch):
-    """bf16 and fp16 references are other models than fp32's; fp32 keeps the keys stores
-    were written with before the precision was a choice, and its models train in fp32."""
+    """bf16 and fp16 references are other models than fp32's, and each trains in its own
+    precision; the key names the precision and the key version whatever the precision."""
     from evaluation.store import config_key
 
     fp32 = tiny_zoo._retrained_config(0)
-    assert "precision" not in fp32
+    assert fp32["precision"] == "fp32" and fp32["key_version"] == 2
     keys = {config_key(dataclasses.replace(tiny_zoo, precision=p)._retrained_config(0)) for p in ("bf16", "fp16")}
     assert len(keys | {config_key(fp32)}) == 3
     class Asked(Exception):
