@@ -49,8 +49,9 @@ def cifar():
 def mini_zoo(cifar, tmp_path_factory):
     """A small zoo on real CIFAR-10 that really fits its training data, on CPU.
 
-    1,000 images, 10 epochs at lr 0.01 without augmentation: at this size the
-    recipe's lr 0.1 barely learns in a few hundred steps.
+    600 images, 8 epochs at batch 32 and lr 0.01 without augmentation (at this size the
+    recipe's lr 0.1 barely learns in a few hundred steps): the original and the references
+    reach 0.99 to 1.0 on their training images; 60 forget images, 400 test images.
     """
     import torch
 
@@ -59,8 +60,8 @@ def mini_zoo(cifar, tmp_path_factory):
     from evaluation.store import CheckpointStore
     from evaluation.zoo import SplitTensors, Zoo
 
-    profile = Profile("test", 1000, 400, 10, 10, 64, 3, clock_steps=2, train_lr=0.01, augment=False)
-    splits = make_splits(len(cifar.y_train), len(cifar.y_test), seed=0, train_subset=1000, test_subset=400)
+    profile = Profile("test", 600, 400, 8, 8, 32, 3, clock_steps=2, train_lr=0.01, augment=False)
+    splits = make_splits(len(cifar.y_train), len(cifar.y_test), seed=0, train_subset=600, test_subset=400)
     store = CheckpointStore(tmp_path_factory.mktemp("store"))
     tensors = SplitTensors.build(cifar, splits, torch.device("cpu"))
     return Zoo(cifar, splits, profile, tensors, store, progress=False)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -29,6 +30,11 @@ class LeavesNaN(BaseMethod):
 
 def gentle():
     return Finetune(epochs=1, lr=1e-3)
+
+
+@dataclasses.dataclass(kw_only=True, eq=False)
+class OneEpochFinetune(Finetune):
+    epochs: int = 1
 
 
 def test_ranking_puts_failures_last():
@@ -128,7 +134,7 @@ def test_all_exits_1_naming_the_failed_methods_and_no_old_success_survives(tmp_p
     import methods
     from tests.conftest import cifar_path
 
-    monkeypatch.setattr(methods, "_REGISTRY", {"raises": Raises, "finetune": Finetune})
+    monkeypatch.setattr(methods, "_REGISTRY", {"raises": Raises, "finetune": OneEpochFinetune})
     monkeypatch.setattr(methods, "_import_all", lambda: None)
     out = tmp_path / "out"
     # an older successful run of "raises" left its report and plot

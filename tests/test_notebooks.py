@@ -50,13 +50,24 @@ def check_checkpoints(work, input_dir, count=N_CHECKPOINTS):
         assert sorted(os.path.basename(n) for n in archive.namelist()) == [p.name for p in paths]
 
 
-@pytest.mark.parametrize("name", sorted(all_method_handlers()))
-def test_every_method_exports_validates_and_runs(name, competition_input, tmp_path, monkeypatch):
-    path = nu.write_notebook(name, tmp_path / f"{name}.ipynb")
-    notebook = nbformat.read(str(path), as_version=4)
-    nbformat.validate(notebook)
-    execute(notebook, competition_input, tmp_path, monkeypatch)
-    check_checkpoints(tmp_path, competition_input)
+def test_every_method_exports_validates_and_runs(competition_input, tmp_path, monkeypatch):
+    """Every shipped method's notebook validates; then each one's method cell and the
+    notebook's own checkpoint cell run, one method after another, in one kernel (one start,
+    the data loaded once), each method writing to its own folders."""
+    names = sorted(all_method_handlers())
+    combined = None
+    for name in names:
+        notebook = nbformat.read(str(nu.write_notebook(name, tmp_path / f"{name}.ipynb")), as_version=4)
+        nbformat.validate(notebook)
+        method_at = next(i for i, c in enumerate(notebook.cells) if nu.METHOD_CELL_TAG in c.metadata.get("tags", []))
+        setup, method_and_run = notebook.cells[:method_at], notebook.cells[method_at:]
+        if combined is None:
+            combined = nbformat.v4.new_notebook(metadata=notebook.metadata, cells=setup)
+        folders = f"CHECKPOINT_DIR = {str(tmp_path / name / 'tmp')!r}\nOUTPUT_DIR = {str(tmp_path / name / 'working')!r}"
+        combined.cells += [nbformat.v4.new_code_cell(folders), *method_and_run]
+    execute(combined, competition_input, tmp_path, monkeypatch, count=1)
+    for name in names:
+        check_checkpoints(tmp_path / name, competition_input, count=1)
 
 
 def test_method_with_helper_and_constant_exports_and_runs(competition_input, tmp_path, monkeypatch):

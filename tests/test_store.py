@@ -117,7 +117,8 @@ def test_the_record_hashes_the_bytes_written_and_load_uses_the_bytes_checked(tmp
     assert torch.equal(loaded["fc.weight"], ours["fc.weight"])
 
 
-def test_keys_separate_device_class_and_precision_and_older_versions_are_named_once(mini_zoo, tmp_path, capsys):
+def test_keys_separate_device_class_and_precision_and_older_versions_are_named_once(mini_zoo, tmp_path, capsys,
+                                                                                     monkeypatch):
     import dataclasses
 
     from evaluation.store import prune
@@ -131,6 +132,9 @@ def test_keys_separate_device_class_and_precision_and_older_versions_are_named_o
     old = CheckpointStore(tmp_path)
     old.save("old1", make_model(seed=0).state_dict(), {"role": "retrained"})  # version 1: no key_version
     zoo = dataclasses.replace(mini_zoo, store=old, _original=None, _told_of_older=False)
+    # what is trained does not matter here, only that two models are missing
+    monkeypatch.setattr("evaluation.zoo.train_models", lambda images, labels, recipe, seeds, *args, **kwargs: (
+        [make_model(seed=s).state_dict() for s in seeds], 0.0, None))
     zoo.retrained(0)
     zoo.retrained(1)
     notes = [line for line in capsys.readouterr().err.splitlines() if "older version of the kit" in line]
