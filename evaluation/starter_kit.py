@@ -12,6 +12,7 @@ this harness's engine), and the baseline the engine's benchmarks are measured ag
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -50,12 +51,16 @@ def _sync(device: torch.device) -> None:
 
 def train(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, seed: int, device: torch.device,
           max_steps: int | None = None, warmup: int = 0, workers: int = STARTER_KIT_WORKERS,
-          num_classes: int | None = None, pixels: Pixels = NORMALISED):
+          num_classes: int | None = None, pixels: Pixels = NORMALISED, window: int = 0,
+          on_window: Callable[[int], None] | None = None):
     """Train one model the starter kit's way on uint8 ``[n, H, W, 3]`` images.
 
     Returns ``(model, images_per_second)``; the rate is timed after ``warmup`` steps
     (DataLoader start-up and cuDNN autotuning excluded), so at least ``warmup + 1``
     steps must run. ``max_steps`` stops early. ``workers`` changes only the speed.
+    With ``window``, ``on_window(images seen since the warm-up)`` is called, the device
+    synchronised, where timing starts, every ``window`` steps after it, and at the end
+    (while the loader's workers still run: a caller can read their CPU time).
     """
     device = torch.device(device)
     torch.manual_seed(seed)  # the loader's shuffling and the transforms' draws
@@ -74,6 +79,9 @@ def train(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, seed: int
             if step == warmup:
                 _sync(device)
                 start = time.perf_counter()
+            if on_window and step >= warmup and (step - warmup) % window == 0:
+                _sync(device)
+                on_window(seen)
             loss = F.cross_entropy(model(x.to(device)), y.to(device))
             optimizer.zero_grad()
             loss.backward()
@@ -86,4 +94,7 @@ def train(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, seed: int
         if step == max_steps:
             break
     _sync(device)
-    return model, seen / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    if on_window:
+        on_window(seen)
+    return model, seen / elapsed

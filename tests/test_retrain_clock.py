@@ -2,12 +2,16 @@
 
 import dataclasses
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from evaluation import retrain_clock, starter_kit
+from evaluation.store import CheckpointStore
 from evaluation.runner import evaluate_retraining, measured_ceiling, score_references, score_unlearned
 from evaluation.training import TrainRecipe
 
@@ -17,20 +21,71 @@ def test_extrapolate_scales_the_rate_to_the_whole_recipe():
     assert retrain_clock.extrapolate(1000.0, recipe, 45_000) == pytest.approx(1350.0)
 
 
-def test_measure_runs_warmup_plus_timed_starter_kit_steps(cifar, monkeypatch):
-    steps = []
-    real_step = torch.optim.SGD.step
+def test_measure_times_windows_at_the_starter_kits_batch_and_keeps_the_median(cifar, monkeypatch):
+    steps, batches = [], []
+    real_step, real_train = torch.optim.SGD.step, starter_kit.train
 
     def counting_step(self, *args, **kwargs):
         steps.append(1)
         return real_step(self, *args, **kwargs)
 
+    def recording_train(images, labels, recipe, *args, **kwargs):
+        batches.append(recipe.batch_size)
+        return real_train(images, labels, recipe, *args, **kwargs)
+
     monkeypatch.setattr(torch.optim.SGD, "step", counting_step)
-    images, labels = cifar.x_train[:100], cifar.y_train[:100]
-    # 4 steps per epoch at batch 32: warm-up 2 + 3 timed steps need a second pass over the data
-    rate = retrain_clock.measure(images, labels, TrainRecipe(epochs=1, batch_size=32), "cpu", 10, timed_steps=3, warmup=2)
-    assert len(steps) == 5
-    assert np.isfinite(rate) and 1 < rate < 1e6
+    monkeypatch.setattr(starter_kit, "train", recording_train)
+    images, labels = cifar.x_train[:200], cifar.y_train[:200]
+    # the profile's batch is 32, the clock's the starter kit's 128: 2 steps per epoch, so
+    # warm-up 2 + 3 windows of 1 step need three passes over the data
+    reading = retrain_clock.measure(images, labels, TrainRecipe(epochs=1, batch_size=32), "cpu", 10, timed_steps=3,
+                                    warmup=2)
+    assert batches == [128] and len(steps) == 5
+    assert reading.timed_steps == 3 and len(reading.window_rates) == 3
+    assert reading.images_per_second == pytest.approx(sorted(reading.window_rates)[1])
+    assert all(np.isfinite(r) and 1 < r < 1e6 for r in reading.window_rates)
+    assert reading.others_cores is not None and reading.others_cores >= 0  # Linux: /proc is read
+
+
+def test_a_reading_taken_while_another_process_computes_is_flagged_busy(cifar):
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 120: pass"])
+    try:
+        time.sleep(0.5)
+        reading = retrain_clock.measure(cifar.x_train[:256], cifar.y_train[:256], TrainRecipe(epochs=1), "cpu", 10,
+                                        timed_steps=3, warmup=1)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert reading.others_cores > retrain_clock.BUSY_CORES and reading.busy  # about one core: the burner's
+    assert reading.to_json()["busy"] is True
+
+
+def test_a_busy_clock_is_measured_again_and_the_flag_forces_it(mini_zoo, monkeypatch, capsys):
+    readings = iter([
+        retrain_clock.ClockReading(100.0, (100.0,), 2, others_cores=1.2),  # busy
+        retrain_clock.ClockReading(80.0, (80.0,), 2, others_cores=1.5),  # busy and slower: not kept
+        retrain_clock.ClockReading(300.0, (300.0,), 2, others_cores=0.0),  # idle: kept
+        retrain_clock.ClockReading(250.0, (250.0,), 2, others_cores=0.0),  # --remeasure-clock: kept, whatever it is
+    ])
+    measured = []
+
+    def fake_measure(*args, **kwargs):
+        measured.append(1)
+        return next(readings)
+
+    monkeypatch.setattr("evaluation.zoo.measure", fake_measure)
+    zoo = dataclasses.replace(mini_zoo, store=CheckpointStore(mini_zoo.store.root.parent / "clock_store"), _clock=None)
+    assert zoo.retrain_clock()["images_per_second"] == 100.0 and zoo.retrain_clock()["busy"]
+    assert len(measured) == 1  # once per zoo
+    assert "other processes used 1.2 CPU cores" in capsys.readouterr().err
+    fresh = lambda **kw: dataclasses.replace(zoo, _clock=None, **kw)  # noqa: E731  (a later run on the same store)
+    assert fresh().retrain_clock()["images_per_second"] == 100.0
+    assert fresh().retrain_clock()["images_per_second"] == 300.0 and len(measured) == 3
+    assert fresh().retrain_clock()["images_per_second"] == 300.0 and len(measured) == 3  # idle reading: kept
+    clock = fresh(remeasure_clock=True).retrain_clock()
+    assert clock["images_per_second"] == 250.0 and clock["seconds"] == pytest.approx(
+        retrain_clock.extrapolate(250.0, zoo.profile.retrain_recipe(), len(zoo.splits.retain)))
+    assert len(list((zoo.store.root / "notes").glob("retrain_clock_*.json"))) == 1
 
 
 def test_starter_kit_refuses_a_run_with_nothing_to_time(cifar):
@@ -40,6 +95,7 @@ def test_starter_kit_refuses_a_run_with_nothing_to_time(cifar):
 
 
 def test_zoo_measures_the_clock_once_per_store(mini_zoo, monkeypatch):
+    monkeypatch.setattr(retrain_clock, "BUSY_CORES", float("inf"))  # a busy reading is measured again (above)
     first = mini_zoo.retrain_clock()
     recipe = mini_zoo.profile.retrain_recipe()
     assert first["seconds"] == pytest.approx(
@@ -51,7 +107,7 @@ def test_zoo_measures_the_clock_once_per_store(mini_zoo, monkeypatch):
         raise AssertionError("the clock was measured again")
 
     monkeypatch.setattr("evaluation.zoo.measure", must_not_measure)
-    assert mini_zoo.retrain_clock() == first
+    assert dataclasses.replace(mini_zoo, _clock=None).retrain_clock() == first
     manifest = json.loads(mini_zoo.store.write_manifest().read_text())
     assert not any(key.startswith("retrain_clock") for key in manifest), "notes are not models"
 
