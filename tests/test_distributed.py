@@ -1,0 +1,71 @@
+"""Two real processes joined over gloo, as torchrun joins them, without training anything:
+an error on one rank reaches both, nobody hangs, and rank 0 decides for both."""
+
+import datetime
+import json
+import time
+
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+SCENARIO_TIMEOUT_S = 60  # a hang would end in the collective's own timeout, far above what a pass takes
+
+
+def _both_ranks(rank: int, init_file: str, out_dir: str) -> None:
+    from evaluation import runner
+    from evaluation.distributed import RankFailed, World
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=SCENARIO_TIMEOUT_S))
+    world, seen = World(rank=rank, size=2), {}
+    started = time.perf_counter()
+
+    # 1. An exception inside a shared block on rank 1 only (out of memory while training references).
+    try:
+        with world.together():
+            if rank == 1:
+                raise RuntimeError("CUDA out of memory")
+        seen["together"] = "no error"
+    except RankFailed as e:
+        seen["together"] = str(e)
+
+    # 2. A leaderboard's methods in turn: rank 1's run of "a" fails outside the method (scoring
+    #    runs out of memory). Both ranks fail "a" and gather "b"'s runs together, never a mix.
+    class FakeZoo:
+        def __init__(self):
+            self.world = world
+            self.profile = type("P", (), {"num_models": 4})
+
+    def run_method(make, zoo, run_seed, time_limit_s):
+        if make() == "a" and rank == 1:
+            raise MemoryError("scoring ran out of memory")
+        return (f"{make()}:{run_seed}", 1.0)
+
+    runner.run_method = run_method
+    runner.score_unlearned = lambda name, unlearned, seconds, references, gate: type("R", (), {"timing": {},
+                                                                                            "runs": unlearned})
+    seen["methods"] = {}
+    for name in ("a", "b"):
+        try:
+            seen["methods"][name] = runner.evaluate(lambda n=name: n, name, FakeZoo(), references=object(),
+                                                    progress=False).runs
+        except runner.MethodFailed as e:
+            seen["methods"][name] = f"failed: {e}"
+
+    # 3. --resume: a decision rank 0 makes is every rank's, whatever each would decide alone.
+    seen["decision"] = world.from_main(lambda: f"decided on rank {rank}")
+    seen["seconds"] = time.perf_counter() - started
+    with open(f"{out_dir}/rank{rank}.json", "w") as f:
+        json.dump(seen, f)
+    dist.destroy_process_group()
+
+
+def test_an_error_on_one_rank_reaches_both_without_a_hang_and_rank_0_decides(tmp_path):
+    mp.spawn(_both_ranks, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for seen in ranks:
+        assert seen["together"] == "rank 1: RuntimeError: CUDA out of memory"
+        assert seen["methods"]["a"] == "failed: run 1: MemoryError: scoring ran out of memory"
+        assert seen["methods"]["b"] == ["b:0", "b:1", "b:2", "b:3"]
+        assert seen["decision"] == "decided on rank 0"
+        assert seen["seconds"] < SCENARIO_TIMEOUT_S / 2
