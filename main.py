@@ -12,13 +12,10 @@ Results: ``OUT/NAME/report.json`` (every number), ``report.png`` and ``splits.js
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
-import json
 import os
 import pathlib
 import sys
-import time
 
 REPO = pathlib.Path(__file__).resolve().parent
 ALL = "all"  # -m all: every registered method, and a leaderboard
@@ -26,10 +23,6 @@ ALL = "all"  # -m all: every registered method, and a leaderboard
 
 class UsageError(Exception):
     """Bad input: printed as one line, exit code 2."""
-
-
-class RunFailed(Exception):
-    """The method failed (raised, or left NaN/inf weights): one line, exit code 1."""
 
 
 class WorkersExited(Exception):
@@ -41,7 +34,7 @@ class WorkersExited(Exception):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from evaluation.precision import PRECISIONS
+    from training.precision import PRECISIONS
 
     p = argparse.ArgumentParser(description="Run an unlearning method against the local evaluation.")
     p.add_argument("-m", "--method", help="registered method name (see --list), or 'all' for a leaderboard")
@@ -105,10 +98,11 @@ def list_everything() -> str:
 
 def resolve_run(args):
     """Validate the arguments before anything is loaded or written."""
-    from evaluation.model import pick_device
+    from data import DATASETS
     from evaluation.profiles import PROFILES, default_profile_name
     from methods import all_method_handlers, broken_methods
     from methods.hyperparameters import build, parse_settings
+    from training.model import pick_device
 
     if not args.method:
         raise UsageError("no method given: pass -m NAME (see --list)")
@@ -130,8 +124,8 @@ def resolve_run(args):
         raise UsageError(f"unknown profile {profile_name!r}; choose one of {', '.join(PROFILES)}")
     if args.num_models is not None and args.num_models < 3:
         raise UsageError(f"--num-models must be at least 3 (the metric needs ln(N-1) >= 0.5), got {args.num_models}")
-    if args.dataset not in ("cifar10", "faces"):
-        raise UsageError(f"unknown dataset {args.dataset!r}; choose cifar10 or faces")
+    if args.dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {args.dataset!r}; choose {' or '.join(DATASETS)}")
     if not 0 < args.gate:
         raise UsageError(f"--gate must be positive, got {args.gate}")
     for flag in ("workers", "threads"):
@@ -160,8 +154,9 @@ def resolve_run(args):
 def run(args, argv: list[str]) -> dict:
     import torch
 
-    from data import DataError
+    from data import DataError, load_dataset
     from evaluation.distributed import close_world, init_world
+    from evaluation.session import Session
     from evaluation.workers import default_workers, is_worker, launch, threads_per_worker
 
     methods, device, profile = resolve_run(args)
@@ -175,75 +170,19 @@ def run(args, argv: list[str]) -> dict:
         return {}
     if args.threads or is_worker():
         torch.set_num_threads(threads)
+    session = Session(methods, args.method == ALL, device, profile, pathlib.Path(args.out), pathlib.Path(args.store),
+                      seed=args.seed, gate=args.gate, progress=not args.no_progress, precision=args.precision,
+                      remeasure_clock=args.remeasure_clock, method_timeout=args.method_timeout,
+                      ceiling=args.ceiling, resume=args.resume)
     try:
         data, groups = load_dataset(args.dataset, args.data)
+        world = init_world(device)
+        try:
+            return session.run(data, groups, world)
+        finally:
+            close_world(world)
     except DataError as e:
         raise UsageError(str(e)) from None
-    world = init_world(device)
-    try:
-        return _run(args, methods, device, profile, data, groups, world)
-    finally:
-        close_world(world)
-
-
-def _run(args, methods, device, profile, data, groups, world) -> dict:
-    from data import make_splits
-    from evaluation.report import environment
-    from evaluation.store import CheckpointStore
-    from evaluation.zoo import SplitTensors, Zoo
-
-    from evaluation.distributed import rank_device
-
-    if world.size > 1:  # ranks may share a GPU: --workers, or torchrun with more processes than GPUs
-        device = rank_device(device, world.local_rank)
-    try:
-        splits = make_splits(len(data.y_train), len(data.y_test), args.seed, train_subset=profile.train_subset,
-                             test_subset=profile.test_subset, groups=groups)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    progress = not args.no_progress and world.is_main
-    zoo = Zoo(data, splits, profile, SplitTensors.build(data, splits, device), CheckpointStore(args.store), progress,
-              world=world, precision=args.precision, remeasure_clock=args.remeasure_clock)
-    out = pathlib.Path(args.out)
-    context = {
-        "report_version": REPORT_VERSION,
-        "profile": profile.to_json(),
-        "seed": args.seed,
-        "run_seeds": list(range(profile.num_models)),
-        "gate": args.gate,
-        "data": {"source": data.source, "fingerprint": data.fingerprint(), "splits_file": "splits.json"},
-        "sizes": {name: int(getattr(splits, name).size) for name in ("forget", "retain", "val", "test")},
-        "environment": environment(device) | {"precision": zoo.engine_precision()},
-        "world_size": world.size,  # processes (--workers or torchrun); the numbers do not depend on it
-    }
-    if args.method == ALL:
-        board = run_leaderboard(methods, zoo, out, context, args.gate, progress, args.method_timeout, args.resume)
-        if board["failures"]:
-            raise RunFailed(f"{len(board['failures'])} of {len(board['rows'])} rows failed: "
-                            f"{', '.join(board['failures'])} (each reason in {out}/NAME/report.json)")
-        return board
-    (name, make_method), = methods.items()
-    started = time.perf_counter()
-    from evaluation.comparison import versus_ceiling
-    from evaluation.runner import MethodFailed, evaluate, measured_ceiling, score_references
-
-    references = score_references(zoo)
-    try:
-        result = evaluate(make_method, name, zoo, gate=args.gate, progress=progress, references=references,
-                          time_limit_s=args.method_timeout)
-        result.hyperparameters = hyperparameter_values(make_method)
-    except MethodFailed as e:
-        if world.is_main:
-            from evaluation.report import write_failure
-
-            write_failure(out / name, name, str(e), context)
-        raise RunFailed(f"{name} failed: {e}") from None
-    ceiling = measured_ceiling(zoo, args.gate, references, train=args.ceiling)
-    if ceiling is not None:
-        result.ceiling = versus_ceiling(result, ceiling)
-    if world.is_main:
-        write_result(result, out / name, splits, context | {"wall_seconds": time.perf_counter() - started})
-    return result.to_json() | context
 
 
 def broken_import(path: str, error: str):
@@ -254,147 +193,9 @@ def broken_import(path: str, error: str):
     return make
 
 
-def hyperparameter_values(make_method) -> dict:
-    """What the method's runs were built with (for the report)."""
-    from methods.hyperparameters import values
-
-    return values(make_method())
-
-
-def load_dataset(name: str, path):
-    """``(ImageData, groups)``: groups are person ids for a per-person forget split, or None."""
-    from data import load_cifar10
-    from data.faces import load_faces
-
-    if name == "cifar10":
-        return load_cifar10(path), None
-    if name == "faces":
-        if not path:
-            raise UsageError("--dataset faces needs --data DIR (retain.csv, forget.csv, validation.csv, images/)")
-        return load_faces(path)
-    raise UsageError(f"unknown dataset {name!r}; choose cifar10 or faces")
-
-
-def write_result(result, out_dir: pathlib.Path, splits, context: dict) -> None:
-    from evaluation.report import summary_table, write_report
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "splits.json").write_text(json.dumps(splits.to_json()))
-    path = write_report(result, out_dir, context | {"created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    print(f"\n{result.method} on profile {context['profile']['name']} ({context['environment']['device']}):")
-    print(summary_table(result))
-    print(f"\nreport: {path}  plot: {path.with_suffix('.png')}")
-
-
-# What a reused report must share with this run to stand in for it.
-RESUME_KEYS = ("report_version", "profile", "seed", "run_seeds", "gate", "sizes")
-# Bump when reports gain fields a leaderboard needs: an older report is then run again, not reused.
-REPORT_VERSION = 2  # 2: intervals and the ceiling
-
-
-def reusable_result(path: pathlib.Path, context: dict):
-    """The EvaluationResult saved in ``path`` if it was made under the same conditions, else None."""
-    from evaluation.runner import EvaluationResult
-
-    from evaluation.report import read_report
-
-    report = read_report(path)
-    if report is None:
-        return None
-    same = all(report.get(k) == context.get(k) for k in RESUME_KEYS)
-    for section, key, default in (("data", "fingerprint", None), ("environment", "precision", "fp32")):
-        # (reports from before precisions were a choice were fp32)
-        same = same and report.get(section, {}).get(key, default) == context.get(section, {}).get(key, default)
-    # CPU and CUDA round differently; which GPU (cuda:0 on rank 0, cuda under one process) does not matter.
-    same = same and _device_type(report) == _device_type(context)
-    if not same or report.get("status") == "failed" or not report.get("intervals"):
-        return None
-    try:
-        # Fields added later with a default (hyperparameters) need not be in an older report.
-        return EvaluationResult(**{f.name: report[f.name] for f in dataclasses.fields(EvaluationResult)
-                                   if f.name in report or not _has_default(f)})
-    except (KeyError, TypeError):
-        return None
-
-
-def _device_type(report: dict) -> str | None:
-    device = report.get("environment", {}).get("device")
-    return None if device is None else device.split(":")[0]
-
-
-def _has_default(f) -> bool:
-    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-
-
-def refresh_saved(result, ceiling, out_dir: pathlib.Path, write: bool) -> None:
-    """Bring a reused result's derived numbers up to date (intervals from an older report,
-    its place against this run's ceiling) and rewrite its report when they changed."""
-    from evaluation.comparison import versus_ceiling
-    from evaluation.report import read_report, write_report
-    from evaluation.runner import refresh_intervals
-
-    changed = refresh_intervals(result)
-    if ceiling is not None:
-        placed = versus_ceiling(result, ceiling)
-        changed = changed or placed != result.ceiling
-        result.ceiling = placed
-    if changed and write:
-        report = read_report(out_dir / "report.json")
-        fields = {f.name for f in dataclasses.fields(result)}
-        write_report(result, out_dir, {k: v for k, v in report.items() if k not in fields})
-
-
-def run_leaderboard(methods: dict, zoo, out: pathlib.Path, context: dict, gate: float, progress: bool,
-                    time_limit_s: float | None = None, resume: bool = False) -> dict:
-    """Every method against the same cached references; a failing method gets a failed row.
-    The first row scores retraining as a method: the ceiling every method's report is placed
-    against. With ``resume``, a method whose report in ``out`` matches this run is not run again.
-    """
-    from evaluation.comparison import CEILING, versus_ceiling
-    from evaluation.leaderboard import build, markdown_table, write_leaderboard
-    from evaluation.report import write_failure
-    from evaluation.runner import MethodFailed, evaluate, evaluate_retraining, score_references
-
-    references = score_references(zoo)
-    results, failures, ceiling = [], {}, None
-    for name, make in [(CEILING, None)] + list(methods.items()):
-        started = time.perf_counter()
-        # Rank 0 decides, for every rank: ranks comparing their own devices would split.
-        saved = zoo.world.from_main(lambda: reusable_result(out / name / "report.json", context)) if resume else None
-        if saved is not None:
-            if zoo.world.is_main:
-                print(f"{name}: reusing {out / name / 'report.json'} (--resume)")
-            refresh_saved(saved, None if name == CEILING else ceiling, out / name, zoo.world.is_main)
-            results.append(saved)
-            ceiling = saved if name == CEILING else ceiling
-            continue
-        try:
-            if make is None:
-                result = ceiling = evaluate_retraining(zoo, gate, references)
-            else:
-                result = evaluate(make, name, zoo, gate, progress, references, time_limit_s)
-                result.hyperparameters = hyperparameter_values(make)
-                if ceiling is not None:
-                    result.ceiling = versus_ceiling(result, ceiling)
-        except Exception as e:  # a broken method must not stop the others
-            reason = str(e) if isinstance(e, MethodFailed) else f"{type(e).__name__}: {e}"
-            if zoo.world.is_main:
-                print(f"{name} failed: {reason}", file=sys.stderr)
-                write_failure(out / name, name, reason, context)
-            failures[name] = reason
-            continue
-        if zoo.world.is_main:
-            write_result(result, out / name, zoo.splits, context | {"wall_seconds": time.perf_counter() - started})
-        results.append(result)
-    board = build(results, failures)
-    if zoo.world.is_main:
-        path = write_leaderboard(board, out, context)
-        print(f"\n{markdown_table(board)}\n\nleaderboard: {path}")
-    return {"rows": board.rows, "leaderboard": board, "failures": failures} | context
-
-
 def main(argv=None) -> int:
     from evaluation.distributed import RankFailed
+    from evaluation.session import RunFailed
     from evaluation.workers import WorkerFailed
 
     argv = list(sys.argv[1:] if argv is None else argv)

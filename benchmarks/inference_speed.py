@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from data import load_cifar10, to_tensors  # noqa: E402
-from evaluation.engine import predict_logits_many  # noqa: E402
-from evaluation.model import make_model  # noqa: E402
+from evaluation.scoring import predict_logits_many  # noqa: E402
+from training.model import make_model  # noqa: E402
 
 FULL_MODELS, FULL_IMAGES = 512, 55_000  # the full profile: references x (retain + forget + test)
 

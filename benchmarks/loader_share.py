@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from data import load_cifar10, make_loader, to_tensors  # noqa: E402
-from evaluation.model import make_model, pick_device  # noqa: E402
 from methods.finetune import Finetune  # noqa: E402
+from training.model import make_model, pick_device  # noqa: E402
 
 BATCH = 64  # the profiles' loader batch size
 

@@ -76,7 +76,7 @@ def main(argv=None):
     parser.add_argument("--subsets", type=int, default=5, help="random subsets per fraction")
     parser.add_argument("--by", default="final_score", choices=("final_score", "forget_quality"))
     parser.add_argument("--baseline", help="also count the subsets where the best method and this one are "
-                        "separated at 95% (paired)")
+                        "separated at 95%% (paired)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     started = time.perf_counter()

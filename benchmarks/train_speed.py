@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from data import load_cifar10, to_tensors  # noqa: E402
-from evaluation import starter_kit  # noqa: E402
-from evaluation.engine import train_models  # noqa: E402
-from evaluation.training import TrainRecipe  # noqa: E402
+from training import starter_kit  # noqa: E402
+from training.engine import train_models  # noqa: E402
+from training.recipe import TrainRecipe  # noqa: E402
 
 EPOCH_IMAGES, EPOCHS = 45_000, 30  # the retrained references of the full profile
 

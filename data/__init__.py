@@ -4,6 +4,7 @@ Imports neither ``evaluation`` nor ``methods``.
 """
 
 from .cifar10 import DataError, ImageData, load_cifar10, resolve_source
+from .datasets import DATASETS, load_dataset
 from .loaders import Batch, make_loader
 from .splits import Splits, make_splits
 from .tensors import (CIFAR10_MEAN, CIFAR10_STD, NORMALISED, RAW, Pixels, crop_flip, draw_crop_flip,
@@ -11,6 +12,7 @@ from .tensors import (CIFAR10_MEAN, CIFAR10_STD, NORMALISED, RAW, Pixels, crop_f
 
 __all__ = [
     "Batch",
+    "DATASETS",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "DataError",
@@ -19,6 +21,7 @@ __all__ = [
     "draw_crop_flip",
     "Splits",
     "load_cifar10",
+    "load_dataset",
     "make_loader",
     "make_splits",
     "NORMALISED",

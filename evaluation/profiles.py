@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from .training import TrainRecipe
+from training.recipe import TrainRecipe
 
 
 @dataclass(frozen=True)

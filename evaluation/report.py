@@ -13,6 +13,7 @@ import json
 import math
 import pathlib
 import platform
+import time
 
 import numpy as np
 
@@ -94,6 +95,19 @@ def write_report(result: EvaluationResult, out_dir, context: dict) -> pathlib.Pa
     path = out / "report.json"
     write_atomically(path, json_text(report))
     plot_report(result, out / "report.png")
+    return path
+
+
+def write_result(result: EvaluationResult, out_dir: pathlib.Path, splits, context: dict) -> pathlib.Path:
+    """A successful evaluation's files (report.json, report.npz, report.png, splits.json) and
+    its summary table on stdout."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "splits.json").write_text(json.dumps(splits.to_json()))
+    path = write_report(result, out_dir, context | {"created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    print(f"\n{result.method} on profile {context['profile']['name']} ({context['environment']['device']}):")
+    print(summary_table(result))
+    print(f"\nreport: {path}  plot: {path.with_suffix('.png')}")
     return path
 
 

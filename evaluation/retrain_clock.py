@@ -1,9 +1,9 @@
 """The efficiency gate's yardstick: how long retraining from scratch takes, the starter kit's way.
 
 The organisers rejected methods slower than about 20% of retraining, where
-retraining meant their starter kit's loop (``evaluation.starter_kit``: PIL
+retraining meant their starter kit's loop (``training.starter_kit``: PIL
 transforms in 2 DataLoader workers, fp32, one model, batch 128). This harness trains
-its references far faster (``evaluation.engine``: many at once, bf16, CUDA graphs), so
+its references far faster (``training.engine``: many at once, bf16, CUDA graphs), so
 their training time would make every method fail the gate on a GPU. Instead the
 starter kit's loop is timed on this machine and extrapolated to the retrain recipe.
 
@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from data import NORMALISED, Pixels
-
-from . import starter_kit
-from .training import TrainRecipe
+from training import starter_kit
+from training.recipe import TrainRecipe
 
 CLOCK_VERSION = 2  # bump when the measurement changes, so cached clocks are re-measured (2: batch 128, windows)
 STARTER_KIT_BATCH = 128  # the batch the starter kit retrained at, whatever the profile's engine uses

@@ -22,10 +22,10 @@ import torch
 from tqdm.auto import tqdm
 
 from data import make_loader
+from training.engine import device_scope
 
 from . import metric, shared_shift
 from .comparison import intervals_of, shift_of
-from .engine import device_scope
 from .intervals import CONFIDENCE, RESAMPLES, SEED
 from .mia import simple_mia
 from .scoring import ModelScores, score_model

@@ -17,16 +17,16 @@ import torch
 from tqdm.auto import tqdm
 
 from data import ImageData, Splits, to_tensors
+from training.engine import train_models
+from training.model import empty_model
+from training.precision import choose_precision
+from training.recipe import TrainRecipe
 
 from .distributed import World
-from .engine import train_models
-from .model import make_model
-from .precision import choose_precision
 from .profiles import Profile
 from .retrain_clock import CLOCK_VERSION, STARTER_KIT_BATCH, extrapolate, machine_name, measure
 from .scoring import ModelScores, score_states
 from .store import CheckpointStore, CorruptCheckpoint, config_key
-from .training import TrainRecipe
 
 ORIGINAL_SEED_OFFSET = 0
 RETRAINED_SEED_OFFSET = 1000
@@ -235,7 +235,7 @@ class Zoo:
         if not self.store.has(key):
             return None
         try:
-            model = make_model(self.data.num_classes)
+            model = empty_model(self.data.num_classes)
             model.load_state_dict(self.store.load(key))
         except CorruptCheckpoint as e:
             tqdm.write(f"warning: {e}; retraining it", file=sys.stderr)
@@ -270,7 +270,7 @@ class Zoo:
 
     def _save(self, config, state, scores: ModelScores, seconds):
         device = self.tensors.retain[0].device
-        model = make_model(self.data.num_classes).to(device)
+        model = empty_model(self.data.num_classes, device)
         model.load_state_dict(state)
         model.eval()
         accs = {"retain": scores.retain_acc, "forget": scores.forget_acc, "test": scores.test_acc}

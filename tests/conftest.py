@@ -46,11 +46,18 @@ def cifar():
 
 
 @pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory):
+    """The store of the in-process ``--profile smoke`` runs on CIFAR-10, shared as a user's
+    cache is: the first run trains the zoo (and the ceiling), the later ones load it."""
+    return tmp_path_factory.mktemp("smoke_store")
+
+
+@pytest.fixture(scope="session")
 def mini_zoo(cifar, tmp_path_factory):
     """A small zoo on real CIFAR-10 that really fits its training data, on CPU.
 
-    600 images, 8 epochs at batch 32 and lr 0.01 without augmentation (at this size the
-    recipe's lr 0.1 barely learns in a few hundred steps): the original and the references
+    600 images, 6 epochs at batch 32 and lr 0.005 without augmentation (at this size the
+    recipe's lr 0.1 barely learns in a hundred steps): the original and the references
     reach 0.99 to 1.0 on their training images; 60 forget images, 400 test images.
     """
     import torch
@@ -60,7 +67,7 @@ def mini_zoo(cifar, tmp_path_factory):
     from evaluation.store import CheckpointStore
     from evaluation.zoo import SplitTensors, Zoo
 
-    profile = Profile("test", 600, 400, 8, 8, 32, 3, clock_steps=2, train_lr=0.01, augment=False)
+    profile = Profile("test", 600, 400, 6, 6, 32, 3, clock_steps=2, train_lr=0.005, augment=False)
     splits = make_splits(len(cifar.y_train), len(cifar.y_test), seed=0, train_subset=600, test_subset=400)
     store = CheckpointStore(tmp_path_factory.mktemp("store"))
     tensors = SplitTensors.build(cifar, splits, torch.device("cpu"))

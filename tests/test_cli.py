@@ -3,6 +3,7 @@ import json
 import pytest
 
 import main
+from evaluation import session
 from methods import BaseMethod, all_method_handlers, get_method, register
 from tests.conftest import cifar_path
 
@@ -53,9 +54,9 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
     assert not out.exists()
 
 
-def test_smoke_profile_end_to_end(tmp_path, capsys):
+def test_smoke_profile_end_to_end(tmp_path, smoke_store, capsys):
     argv = ["-m", "finetune", "--profile", "smoke", "--data", cifar_path(), "--out", str(tmp_path / "out"),
-            "--store", str(tmp_path / "store"), "--no-progress", "--ceiling", "--set", "lr=0.05", "--set", "epochs=2"]
+            "--store", str(smoke_store), "--no-progress", "--ceiling", "--set", "lr=0.05", "--set", "epochs=2"]
     assert main.main(argv) == 0
     report = json.loads((tmp_path / "out" / "finetune" / "report.json").read_text())
     assert report["hyperparameters"] == {"epochs": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
@@ -64,13 +65,13 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert (tmp_path / "out" / "finetune" / "report.png").stat().st_size > 10_000
     splits = json.loads((tmp_path / "out" / "finetune" / "splits.json").read_text())
     assert len(splits["forget"]) == 30 and not set(splits["forget"]) & set(splits["retain"])
-    # --ceiling trained N more references: the report places F against retraining's.
-    assert len(list((tmp_path / "store").glob("*.pt"))) == 1 + 3 + 3
+    # the store holds N more references (the ceiling): the report places F against retraining's.
+    assert len(list(smoke_store.glob("*.pt"))) == 1 + 3 + 3
     ceiling = report["ceiling"]
     assert ceiling["normalised_forget_quality"]["value"] == pytest.approx(
         report["forget_quality"] / ceiling["forget_quality"]["value"])
     f = report["intervals"]["forget_quality"]
-    assert f["low"] <= report["forget_quality"] <= f["high"] and report["report_version"] == main.REPORT_VERSION
+    assert f["low"] <= report["forget_quality"] <= f["high"] and report["report_version"] == session.REPORT_VERSION
     out = capsys.readouterr().out
     assert "forget quality F" in out and "F / F_retrain" in out and f"[{f['low']:.4f}, {f['high']:.4f}]" in out
 

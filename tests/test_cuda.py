@@ -9,11 +9,11 @@ import pytest
 import torch
 import torchvision
 
-from evaluation.engine import predict_logits_many, train_models
-from evaluation.inference import predict_logits
-from evaluation.model import make_model
-from evaluation.training import TrainRecipe
+from evaluation.scoring import predict_logits, predict_logits_many
 from tests.test_engine import _data
+from training.engine import train_models
+from training.model import make_model
+from training.recipe import TrainRecipe
 
 CUDA = torch.device("cuda")
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torchvision
 
-from evaluation.engine import ModelGroup, StackedSGD, predict_logits_many, train_models
-from evaluation.inference import predict_logits
-from evaluation.model import make_model
-from evaluation.training import TrainRecipe
+from evaluation.scoring import predict_logits, predict_logits_many
+from training.engine import ModelGroup, StackedSGD, train_models
+from training.model import make_model
+from training.recipe import TrainRecipe
 
 
 def _data(n=96):
@@ -141,7 +141,7 @@ def test_loss_scaled_sgd_unscales_and_skips_a_step_with_inf_on_the_device():
 
 
 def test_precision_is_bf16_only_where_the_gpu_has_it_natively():
-    from evaluation.precision import choose_precision
+    from training.precision import choose_precision
 
     cuda = torch.device("cuda")
     assert choose_precision(cuda, capability=(7, 5)) == "fp16"  # T4: bf16 only emulated
@@ -157,9 +157,9 @@ def test_reduced_precision_training_follows_fp32(precision, monkeypatch):
     """On CPU too the engine trains under autocast (fp16 with loss scaling): the same run to
     within low-precision noise, not bit for bit. (fp16 starts from a smaller scale here:
     GradScaler's 2^16 overflows and skips the first steps, which a short run would notice.)"""
-    import evaluation.engine
+    import training.engine
 
-    monkeypatch.setattr(evaluation.engine, "INITIAL_LOSS_SCALE", 256.0)
+    monkeypatch.setattr(training.engine, "INITIAL_LOSS_SCALE", 256.0)
     x, y = _data(32)
     recipe = TrainRecipe(epochs=1, batch_size=16, lr=0.01, augment=False)
     low, _, low_losses = train_models(x, y, recipe, [5], progress=False, record_losses=True, precision=precision)
@@ -192,7 +192,7 @@ def test_learning_rate_schedule_is_the_starter_kits(cifar, monkeypatch):
     """Step by step the engine trains at the lr the starter kit's LambdaLR gives (last batch
     short). On CPU both updates are a torch.optim.SGD step, which records its lr here."""
     from data import to_tensors
-    from evaluation import starter_kit
+    from training import starter_kit
 
     images, labels = cifar.x_train[:80], cifar.y_train[:80]
     recipe = TrainRecipe(epochs=2, batch_size=32)  # 3 steps per epoch
@@ -213,7 +213,7 @@ def test_learning_rate_schedule_is_the_starter_kits(cifar, monkeypatch):
 
 def test_the_crop_pads_with_the_black_of_the_images_representation():
     from data import NORMALISED, RAW
-    from evaluation.engine import Batches
+    from training.engine import Batches
 
     images, labels = torch.full((2, 3, 8, 8), 7.0), torch.arange(2)
     for pixels in (NORMALISED, RAW):

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import main
+from evaluation import session
 from evaluation.leaderboard import Row
 from evaluation.report import read_report
 from methods import BaseMethod
@@ -175,7 +176,7 @@ def test_hanging_method_fails_after_its_time_limit_and_the_run_goes_on(mini_zoo,
 
     context = {"profile": mini_zoo.profile.to_json(), "gate": 0.2, "environment": {"device": "cpu"}}
     started = time.time()
-    result = main.run_leaderboard({"hangs": Hangs, "finetune": lambda: Finetune(epochs=1, lr=1e-3)}, mini_zoo, tmp_path,
+    result = session.run_leaderboard({"hangs": Hangs, "finetune": lambda: Finetune(epochs=1, lr=1e-3)}, mini_zoo, tmp_path,
                                   context, gate=0.2, progress=False, time_limit_s=10.0)
     rows = {r.method: r for r in result["rows"]}
     assert rows["hangs"].status == "failed" and "time limit of 10 s" in rows["hangs"].error
@@ -183,7 +184,7 @@ def test_hanging_method_fails_after_its_time_limit_and_the_run_goes_on(mini_zoo,
     assert time.time() - started < 600
 
 
-def test_single_method_failure_is_written_to_the_report(tmp_path, monkeypatch, capsys):
+def test_single_method_failure_is_written_to_the_report(tmp_path, smoke_store, monkeypatch, capsys):
     import methods
 
     class Broken(BaseMethod):
@@ -198,7 +199,7 @@ def test_single_method_failure_is_written_to_the_report(tmp_path, monkeypatch, c
     monkeypatch.setattr(methods, "_import_all", lambda: None)
     out = tmp_path / "out"
     code = main.main(["-m", "broken", "--profile", "smoke", "--data", cifar_path(), "--out", str(out),
-                      "--store", str(tmp_path / "store"), "--no-progress"])
+                      "--store", str(smoke_store), "--no-progress"])
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NaN or infinite weights" in err[0]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import main
+from evaluation import session
 from evaluation.leaderboard import Row, markdown_table, ranked
 from methods import BaseMethod
 from methods.finetune import Finetune
@@ -48,7 +49,7 @@ def test_ranking_puts_failures_last():
 def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     methods = {"raises": Raises, "leaves_nan": LeavesNaN, "finetune": gentle}
     context = {"profile": mini_zoo.profile.to_json(), "gate": 0.2, "environment": {"device": "cpu"}}
-    result = main.run_leaderboard(methods, mini_zoo, tmp_path, context, gate=0.2, progress=False)
+    result = session.run_leaderboard(methods, mini_zoo, tmp_path, context, gate=0.2, progress=False)
     rows = {r.method: r for r in result["rows"]}
     assert rows["raises"].status == "failed" and "boom" in rows["raises"].error
     assert rows["leaves_nan"].status == "failed" and "NaN" in rows["leaves_nan"].error
@@ -93,13 +94,13 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
 
 
 def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, capsys):
-    context = {"report_version": main.REPORT_VERSION, "profile": mini_zoo.profile.to_json(), "gate": 0.2, "seed": 0,
+    context = {"report_version": session.REPORT_VERSION, "profile": mini_zoo.profile.to_json(), "gate": 0.2, "seed": 0,
                "run_seeds": [0, 1, 2],
                "data": {"fingerprint": mini_zoo.data.fingerprint()}, "environment": {"device": "cpu"}}
-    first = {r.method: r for r in main.run_leaderboard({"finetune": gentle}, mini_zoo, tmp_path, context, gate=0.2,
+    first = {r.method: r for r in session.run_leaderboard({"finetune": gentle}, mini_zoo, tmp_path, context, gate=0.2,
                                                         progress=False)["rows"]}
     # The method now raises, so a finetune row that is still ok can only come from the saved report.
-    again = {r.method: r for r in main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2,
+    again = {r.method: r for r in session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2,
                                                         progress=False, resume=True)["rows"]}
     assert again["finetune"] == first["finetune"] and again["retrain"] == first["retrain"]
     assert "finetune: reusing" in capsys.readouterr().out
@@ -110,27 +111,28 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
     stale = report | {"metric_info": {k: v for k, v in report["metric_info"].items() if k != "shared_shift"},
                       "intervals": report["intervals"] | {"forget_quality": {"value": 0.5, "low": 0.0, "high": 1.0}}}
     report_path.write_text(json.dumps(stale))
-    refreshed = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+    refreshed = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
                                      resume=True)
     assert {r.method: r.status for r in refreshed["rows"]}["finetune"] == "ok"
     rewritten = json.loads(report_path.read_text())
     assert rewritten["intervals"] == report["intervals"] and rewritten["metric_info"] == report["metric_info"]
     # A report from before intervals and the ceiling existed is not reused.
     report_path.write_text(json.dumps({k: v for k, v in report.items() if k not in ("intervals", "ceiling")}))
-    older = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+    older = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
                                  resume=True)
     assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
     report_path.write_text(json.dumps(report | {"report_version": 1}))
-    older = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+    older = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
                                  resume=True)
     assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
     # Reports made under other conditions (here: other run seeds) are not reused.
-    other = main.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context | {"run_seeds": [0]}, gate=0.2,
+    other = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context | {"run_seeds": [0]}, gate=0.2,
                                  progress=False, resume=True)
     assert {r.method: r.status for r in other["rows"]}["finetune"] == "failed"
 
 
-def test_all_exits_1_naming_the_failed_methods_and_no_old_success_survives(tmp_path, monkeypatch, capsys):
+def test_all_exits_1_naming_the_failed_methods_and_no_old_success_survives(tmp_path, smoke_store, monkeypatch,
+                                                                                 capsys):
     import methods
     from tests.conftest import cifar_path
 
@@ -142,7 +144,7 @@ def test_all_exits_1_naming_the_failed_methods_and_no_old_success_survives(tmp_p
     (out / "raises" / "report.json").write_text(json.dumps({"method": "raises", "status": "ok"}))
     (out / "raises" / "report.png").write_bytes(b"old plot")
     argv = ["-m", "all", "--profile", "smoke", "--data", cifar_path(), "--out", str(out),
-            "--store", str(tmp_path / "store"), "--no-progress"]
+            "--store", str(smoke_store), "--no-progress"]
     assert main.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: 1 of 3 rows failed: raises ")

@@ -7,16 +7,16 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from data import make_loader
-from evaluation.model import make_model
 from methods import BaseMethod, all_method_handlers
-from methods.hyperparameters import SettingError, build, declared, parse_settings, values
+from methods.amnesiacs import Amnesiacs
 from methods.common import conv_layers, sgd, train_epoch, train_epochs
+from methods.hyperparameters import SettingError, build, declared, parse_settings, values
 from methods.kookmin import Kookmin
 from methods.saliency_guided import SaliencyGuided
 from methods.salun import SalUn, saliency_mask
 from methods.sebastian import Sebastian
 from methods.toshi_k import ToshiK
-from methods.amnesiacs import Amnesiacs
+from training.model import make_model
 
 EXPECTED = {"finetune", "fanchuan", "kookmin", "seif", "sebastian", "toshi_k", "amnesiacs", "sun", "forget",
             "salun", "saliency_guided"}

@@ -3,9 +3,9 @@
 import pytest
 
 from data import make_splits, to_tensors
-from evaluation.engine import predict_logits_many, train_models
-from evaluation.inference import accuracy
 from evaluation.profiles import get_profile
+from evaluation.scoring import accuracy, predict_logits_many
+from training.engine import train_models
 
 
 def test_cpu_recipe_memorises_a_slice_of_real_cifar(cifar):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import retrain_clock, starter_kit
-from evaluation.store import CheckpointStore
+from evaluation import retrain_clock
 from evaluation.runner import evaluate_retraining, measured_ceiling, score_references, score_unlearned
-from evaluation.training import TrainRecipe
+from evaluation.store import CheckpointStore
+from training import starter_kit
+from training.recipe import TrainRecipe
 
 
 def test_extrapolate_scales_the_rate_to_the_whole_recipe():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import engine
+from evaluation import scoring
 from evaluation.runner import score_references
 from evaluation.scoring import ModelScores, score_model
 
@@ -28,7 +28,7 @@ def tiny_zoo(cifar, tmp_path):
 def inference_calls(monkeypatch):
     """Every ``predict_logits_many`` call, as (number of models, number of images)."""
     calls = []
-    real = engine.predict_logits_many
+    real = scoring.predict_logits_many
 
     def counting(states, images, *args, **kwargs):
         calls.append((len(states), images.shape[0]))

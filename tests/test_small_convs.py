@@ -4,10 +4,10 @@ import pytest
 import torch
 import torchvision
 
-from evaluation.engine import train_models
-from evaluation.model import make_model
-from evaluation.small_convs import SmallInputConv2d, convs_as_matmuls, tap_selection
-from evaluation.training import TrainRecipe
+from training.engine import train_models
+from training.model import make_model
+from training.recipe import TrainRecipe
+from training.small_convs import SmallInputConv2d, convs_as_matmuls, tap_selection
 
 from .test_engine import _data  # structured inputs, so that training is not chaotic noise
 
@@ -86,10 +86,10 @@ def test_resnet18_keeps_its_state_dict_and_function(size, expected):
 
 def test_engine_trains_the_same_model_with_or_without(monkeypatch):
     """As the engine's grouped training test: lr 1e-4, so that float noise stays small."""
-    import evaluation.engine
+    import training.engine
 
     replaced = []
-    monkeypatch.setattr(evaluation.engine, "convs_as_matmuls",
+    monkeypatch.setattr(training.engine, "convs_as_matmuls",
                         lambda model, shape: replaced.extend(convs_as_matmuls(model, shape)))
     x, y = _data(64)
     recipe = TrainRecipe(epochs=1, batch_size=32, lr=1e-4)

@@ -5,7 +5,7 @@ import torch
 
 from evaluation import store as store_module
 from evaluation.store import CheckpointStore, CorruptCheckpoint, config_key
-from evaluation.model import make_model
+from training.model import empty_model, make_model
 
 
 def test_key_is_stable_and_order_free():
@@ -18,9 +18,12 @@ def test_save_load_roundtrip_and_manifest(tmp_path):
     model = make_model(seed=0)
     record = s.save("k1", model.state_dict(), {"role": "x"}, train_seconds=1.5, accuracy={"test": 0.5})
     assert s.has("k1") and record["train_seconds"] == 1.5
-    loaded = make_model()
+    loaded = empty_model()  # what the zoo loads stored models into: no random initialisation
+    assert not any(p.is_meta for p in loaded.parameters())
     loaded.load_state_dict(s.load("k1"))
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model.eval()(x), loaded.eval()(x))
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["k1"]["config"] == {"role": "x"} and manifest["k1"]["accuracy"]["test"] == 0.5
     assert not list(tmp_path.glob("*.tmp")), "temporary files left behind"

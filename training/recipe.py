@@ -1,7 +1,7 @@
 """The training recipe shared by the original model and the retrained references.
 
 SGD with momentum, weight decay and a per-step cosine schedule, crop + flip
-augmentation; the loop itself is the engine's (``evaluation.engine``), which trains
+augmentation; the loop itself is the engine's (``training.engine``), which trains
 one model or several at once.
 """
 

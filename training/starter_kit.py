@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from data import NORMALISED, Pixels
 
 from .model import make_model
-from .training import TrainRecipe, cosine_factor
+from .recipe import TrainRecipe, cosine_factor
 
 STARTER_KIT_WORKERS = 2
 

@@ -1,4 +1,4 @@
-"""The training engine: several ResNet-18s trained (and evaluated) at once.
+"""The training engine: several ResNet-18s trained at once.
 
 The data stays on the device as one normalised tensor (in the autocast dtype on
 CUDA), padded once for cropping. At the start of each epoch every model draws, from
@@ -21,7 +21,8 @@ Models can also be fused (``fuse``): their parameters and BatchNorm buffers stac
 (``torch.func.stack_module_state``) and the forward ``vmap``-ed, which turns every
 convolution into one grouped convolution. On an H100 that measured half the speed
 of parallel streams (benchmarks/RESULTS.md), so training defaults to plain modules,
-and inference (``predict_logits_many``) runs one model at a time unless asked to fuse.
+and inference (``evaluation.scoring.predict_logits_many``) runs one model at a time
+unless asked to fuse.
 """
 
 from __future__ import annotations
@@ -38,14 +39,13 @@ from tqdm.auto import tqdm
 
 from data.tensors import CROP_PADDING, NORMALISED, Pixels, crop_flip, draw_crop_flip, pad_black
 
-from .inference import predict_logits
-from .model import make_model
+from .model import empty_model, make_model
 from .precision import autocast_dtype, choose_precision, needs_loss_scaling
+from .recipe import cosine_factor
 from .small_convs import convs_as_matmuls
-from .training import cosine_factor
 
 
-def _small_convs_by_default(device: torch.device) -> bool:
+def small_convs_by_default(device: torch.device) -> bool:
     """Where the small-input convolutions run as matrix products unless asked otherwise:
     on CPU, where they measured faster; CUDA waits for a measurement (train_speed.py)."""
     return device.type == "cpu"
@@ -124,9 +124,9 @@ class ModelGroup:
         """``small_convs_for``: an image shape for which to plan ``convs_as_matmuls``."""
         models = []
         for state in states:
-            model = make_model(num_classes)
+            model = empty_model(num_classes, device)
             model.load_state_dict(state)
-            model = model.to(device).eval()
+            model.eval()
             if small_convs_for is not None:
                 convs_as_matmuls(model, small_convs_for)
             models.append(model)
@@ -340,7 +340,7 @@ def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10
     (default: on CPU, where it measured 1.4x to 1.9x faster; not yet measured on CUDA)
     runs the convolutions whose input is no larger than their kernel (layer3 and
     layer4 at 32x32) as matrix products that skip padded taps: the same function
-    and gradients (``evaluation/small_convs.py``). ``precision`` (``evaluation/precision.py``;
+    and gradients (``training/small_convs.py``). ``precision`` (``training/precision.py``;
     default: bf16 on a GPU that has it natively, fp16 with loss scaling on an older one,
     fp32 on CPU) sets the autocast and the images' dtype. ``pixels`` is the images'
     representation (``data.tensors.Pixels``): the crop pads with its black. Returns
@@ -358,7 +358,7 @@ def _train_models(images, labels, recipe, seeds, num_classes, progress, desc, re
     models = [make_model(num_classes, seed=s).to(device) for s in seeds]
     if device.type == "cuda" or fuse == 1:  # measured faster on CPU too, for plain modules
         models = [m.to(memory_format=torch.channels_last) for m in models]
-    if _small_convs_by_default(device) if small_convs is None else small_convs:
+    if small_convs_by_default(device) if small_convs is None else small_convs:
         for model in models:
             convs_as_matmuls(model, tuple(images.shape[1:]))
     groups = [ModelGroup(models[g : g + fuse], compile).train() for g in range(0, len(models), fuse)]
@@ -394,35 +394,3 @@ def _train_models(images, labels, recipe, seeds, num_classes, progress, desc, re
     seconds = time.perf_counter() - start
     states = [state for group in groups for state in group.state_dicts()]
     return states, seconds, (torch.stack(losses) if losses else None)
-
-
-@torch.no_grad()
-def predict_logits_many(states: list[dict], images: torch.Tensor, num_classes: int = 10, batch_size: int = 1024,
-                        group_size: int = 1, small_convs: bool | None = None) -> torch.Tensor:
-    """float32 logits ``[K, n, classes]`` of several models (eval mode) over the same images.
-
-    By default one model at a time, as ``predict_logits`` runs it, with the small-input
-    convolutions as matrix products on CPU (``small_convs`` overrides that, as in
-    ``train_models``); ``group_size`` > 1 shares one vmapped forward among that many
-    models. On the 2-core CPU one at a time ran 1,750 to 2,050 model-images/s, against
-    1,100 to 1,300 for vmapped groups; the small convs made no difference beyond noise
-    there (benchmarks/inference_speed.py, which times every choice on any device).
-    """
-    if small_convs is None:
-        small_convs = _small_convs_by_default(images.device)
-    small_convs_for = tuple(images.shape[1:]) if small_convs else None
-    with device_scope(images.device):
-        return _predict_groups(states, images, num_classes, batch_size, group_size, small_convs_for)
-
-
-def _predict_groups(states, images, num_classes, batch_size, group_size, small_convs_for) -> torch.Tensor:
-    outs = []
-    for g in range(0, len(states), group_size):
-        group = ModelGroup.from_state_dicts(states[g : g + group_size], num_classes, images.device,
-                                            small_convs_for).train(False)
-        if group.single is not None:
-            outs.append(predict_logits(group.single, images, batch_size)[None])
-            continue
-        chunks = [group.forward_shared(images[s : s + batch_size]).float() for s in range(0, images.shape[0], batch_size)]
-        outs.append(torch.cat(chunks, dim=1))
-    return torch.cat(outs) if outs else torch.empty(0, images.shape[0], num_classes, device=images.device)
