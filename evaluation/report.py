@@ -14,6 +14,7 @@ import math
 import pathlib
 import platform
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -178,7 +179,26 @@ def summary_table(result: EvaluationResult) -> str:
         + (" [retrain time measured on a busy machine]" if t.get("retrain_clock", {}).get("busy") else ""),
         f"intervals: {CONFIDENCE:.0%}; F: forget examples and the models' shared offsets resampled; accuracies: models",
     ]
+    logged = round_log_line(result.round_log)
+    if logged:
+        lines.append(logged)
     return "\n".join(lines)
+
+
+def round_log_line(logs: list | None) -> str | None:
+    """How the runs of a method that logs its rounds ended, in one line, or None."""
+    ends = [log[-1] for log in logs or [] if log and isinstance(log[-1], dict)]
+    if not ends:
+        return None
+    line = f"round log: {len(ends)} runs in report.json"
+    rounds = sorted(e["round"] for e in ends if isinstance(e.get("round"), int))
+    if rounds:
+        line += f"; they ended after {rounds[0]} to {rounds[-1]} rounds" if rounds[0] != rounds[-1] else \
+            f"; they ended after {rounds[0]} rounds"
+    stops = Counter(str(e["stop"]) for e in ends if e.get("stop") is not None)
+    if stops:
+        line += " (" + ", ".join(f"{why} {n}" for why, n in stops.most_common()) + ")"
+    return line
 
 
 def plot_report(result: EvaluationResult, path, n_examples: int = 4) -> None:

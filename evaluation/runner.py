@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import random
 import signal
@@ -104,13 +105,16 @@ class EvaluationResult:
     intervals: dict = field(default_factory=dict)  # name -> Interval.to_json(): F, final score, accuracies
     ceiling: dict | None = None  # comparison.versus_ceiling, when retraining was scored too
     hyperparameters: dict = field(default_factory=dict)  # the values the method ran with
+    round_log: list | None = None  # per run seed, the method's own ``round_log`` where it keeps one
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
 def run_method(make_method: Callable, zoo: Zoo, run_seed: int, time_limit_s: float | None = None):
-    """One unlearning run from the original model; returns ``(scores, seconds)``."""
+    """One unlearning run from the original model; returns ``(scores, seconds, log)``, ``log``
+    being the method's ``round_log`` after the run (JSON-ready) or None. It travels back
+    with the scores, as the method instance stays in this process."""
     original, _ = zoo.original()
     net = copy.deepcopy(original)
     seed_everything(run_seed)
@@ -133,7 +137,14 @@ def run_method(make_method: Callable, zoo: Zoo, run_seed: int, time_limit_s: flo
                            "(here and in the Kaggle notebook, which ignores the return value)")
     if not weights_are_finite(net):
         raise MethodFailed(f"run {run_seed}: the method left NaN or infinite weights")
-    return score_model(net.eval(), zoo.tensors), seconds
+    return score_model(net.eval(), zoo.tensors), seconds, _json_ready(getattr(method, "round_log", None))
+
+
+def _json_ready(log):
+    """A method's log as plain JSON values (tensors and numpy numbers become numbers)."""
+    if log is None:
+        return None
+    return json.loads(json.dumps(log, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
 @dataclass
@@ -193,6 +204,8 @@ def evaluate(make_method: Callable, method_name: str, zoo: Zoo, gate: float = 0.
     unlearned = [everything[s][0] for s in seeds]
     unlearn_seconds = [everything[s][1] for s in seeds]
     result = score_unlearned(method_name, unlearned, unlearn_seconds, references, gate)
+    logs = [everything[s][2] for s in seeds]
+    result.round_log = logs if any(log is not None for log in logs) else None
     # The throughput of the runs: with several processes on one device (--workers), what
     # sharing it gains; each run's own time (unlearn_seconds) still counts for the gate.
     result.timing |= {"runs_wall_seconds": runs_wall, "processes": zoo.world.size}

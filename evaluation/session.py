@@ -7,6 +7,7 @@ conditions). ``main.py`` builds a ``Session`` and calls ``run``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import sys
 import time
@@ -56,18 +57,26 @@ class Session:
     ceiling: bool = False  # -m NAME: train the N extra references the ceiling needs
     resume: bool = False
 
-    def run(self, data: ImageData, groups, world: World) -> dict:
-        """Evaluate on ``data`` in this process of ``world``; returns the result (or the
-        leaderboard) with its context. Bad splits raise DataError; failures RunFailed."""
-        device = rank_device(self.device, world.local_rank) if world.size > 1 else self.device
+    def process_device(self, world: World) -> torch.device:
+        return rank_device(self.device, world.local_rank) if world.size > 1 else self.device
+
+    def zoo(self, data: ImageData, groups, world: World) -> Zoo:
+        """The split seed's models and tensors on this process's device (trained on first use)."""
+        device = self.process_device(world)
         try:
             splits = make_splits(len(data.y_train), len(data.y_test), self.seed, train_subset=self.profile.train_subset,
                                  test_subset=self.profile.test_subset, groups=groups)
         except ValueError as e:
             raise DataError(str(e)) from None
-        progress = self.progress and world.is_main
-        zoo = Zoo(data, splits, self.profile, SplitTensors.build(data, splits, device), CheckpointStore(self.store),
-                  progress, world=world, precision=self.precision, remeasure_clock=self.remeasure_clock)
+        return Zoo(data, splits, self.profile, SplitTensors.build(data, splits, device), CheckpointStore(self.store),
+                   self.progress and world.is_main, world=world, precision=self.precision,
+                   remeasure_clock=self.remeasure_clock)
+
+    def run(self, data: ImageData, groups, world: World) -> dict:
+        """Evaluate on ``data`` in this process of ``world``; returns the result (or the
+        leaderboard) with its context. Bad splits raise DataError; failures RunFailed."""
+        zoo = self.zoo(data, groups, world)
+        device, splits, progress = self.process_device(world), zoo.splits, zoo.progress
         context = {
             "report_version": REPORT_VERSION,
             "profile": self.profile.to_json(),
@@ -125,7 +134,11 @@ def run_leaderboard(methods: dict, zoo: Zoo, out: pathlib.Path, context: dict, g
     for name, make in [(CEILING, None)] + list(methods.items()):
         started = time.perf_counter()
         # Rank 0 decides, for every rank: ranks comparing their own devices would split.
-        saved = zoo.world.from_main(lambda: reusable_result(out / name / "report.json", context)) if resume else None
+        # A method's report is reused only if it ran with the values it would run with now:
+        # a changed default must not let an old result stand for the new method.
+        wanted = None if name == CEILING else hyperparameter_values(make)
+        saved = zoo.world.from_main(lambda: reusable_result(out / name / "report.json", context, wanted)) if resume \
+            else None
         if saved is not None:
             if zoo.world.is_main:
                 print(f"{name}: reusing {out / name / 'report.json'} (--resume)")
@@ -165,12 +178,15 @@ def hyperparameter_values(make_method) -> dict:
     return values(make_method())
 
 
-def reusable_result(path: pathlib.Path, context: dict) -> EvaluationResult | None:
-    """The EvaluationResult saved in ``path`` if it was made under the same conditions, else None."""
+def reusable_result(path: pathlib.Path, context: dict, hyperparameters: dict | None = None) -> EvaluationResult | None:
+    """The EvaluationResult saved in ``path`` if it was made under the same conditions
+    (and, given ``hyperparameters``, with those values), else None."""
     report = read_report(path)
     if report is None:
         return None
     same = all(report.get(k) == context.get(k) for k in RESUME_KEYS)
+    if hyperparameters is not None:
+        same = same and report.get("hyperparameters") == json.loads(json.dumps(hyperparameters, default=str))
     for section, key, default in (("data", "fingerprint", None), ("environment", "precision", "fp32")):
         # (reports from before precisions were a choice were fp32)
         same = same and report.get(section, {}).get(key, default) == context.get(section, {}).get(key, default)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from typing import Callable
 
 import torch
@@ -31,18 +32,25 @@ def train_epoch(
     after_backward: Callable | None = None,
     after_step: Callable | None = None,
     max_steps: int | None = None,
+    budget: "StepBudget | None" = None,
+    train_mode: bool = True,
 ) -> float:
-    """One pass over ``loader`` in train mode; ``loss_fn(net, images, labels)`` per batch.
+    """One pass over ``loader``; ``loss_fn(net, images, labels)`` per batch.
 
     ``after_backward(net)`` runs between backward and step (gradient masks, scaling);
-    ``after_step(net)`` after the step (restoring frozen entries). Returns the mean loss.
+    ``after_step(net)`` after the step (restoring frozen entries). Every step is taken
+    from ``budget`` when given; the pass ends when it is spent. ``train_mode=False``
+    trains in eval mode: BatchNorm normalises with, and never updates, its running
+    statistics. Returns the mean loss.
     """
     device = device_of(net)
-    net.train()
+    net.train(train_mode)
     # The running loss stays on the device: a per-step .item() would stall the GPU queue.
     total, batches = torch.zeros((), device=device), 0
     for images, labels in loader:
         if max_steps is not None and batches >= max_steps:
+            break
+        if budget is not None and not budget.take():
             break
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         loss = loss_fn(net, images, labels)
@@ -162,6 +170,13 @@ def accumulate_gradients(net, loader, loss_fn, train_mode: bool = True) -> dict[
     return grads
 
 
+def gradient_saliency(net, loader, loss_fn, fraction: float) -> dict[str, torch.Tensor]:
+    """0/1 masks on the top ``fraction`` of all weights by |gradient of ``loss_fn``| summed
+    over ``loader``, the model in eval mode (SalUn's saliency)."""
+    grads = accumulate_gradients(net, loader, loss_fn, train_mode=False)
+    return top_fraction_mask({name: g.abs() for name, g in grads.items()}, fraction)
+
+
 def top_fraction_mask(scores: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
     """1 on the globally largest ``fraction`` of all entries of ``scores``, 0 elsewhere."""
     flat = torch.cat([s.reshape(-1) for s in scores.values()])
@@ -224,18 +239,66 @@ def soft_cross_entropy(student_logits, teacher_logits, temperature: float = 1.0)
     return -(p_teacher * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean()
 
 
-def train_steps(net, loader, optimizer, steps: int, **kwargs) -> None:
-    """Exactly ``steps`` optimiser steps, cycling over ``loader`` as often as needed."""
+def train_steps(net, loader, optimizer, steps: int, budget: "StepBudget | None" = None, **kwargs) -> None:
+    """Exactly ``steps`` optimiser steps, cycling over ``loader`` as often as needed
+    (fewer when ``budget`` runs out first)."""
     done = 0
-    while done < steps:
-        before = done
-        train_epoch(net, loader, optimizer, max_steps=steps - done, **kwargs)
-        done += min(len(loader), steps - before)
+    while done < steps and len(loader) and not (budget is not None and budget.spent()):
+        chunk = min(len(loader), steps - done)
+        train_epoch(net, loader, optimizer, max_steps=chunk, budget=budget, **kwargs)
+        done += chunk
+
+
+def endless_batches(loader):
+    """The loader's batches forever, a fresh pass (and shuffle) after each."""
+    while True:
+        yield from loader
+
+
+class StepBudget:
+    """What a method may still spend, counted per optimiser step: ``steps`` (so a seed
+    gives the same model on any machine) and, optionally, wall-clock ``seconds``."""
+
+    def __init__(self, steps: int, seconds: float | None = None):
+        self.steps, self.seconds, self.taken = steps, seconds, 0
+        self.started = time.perf_counter()
+
+    def spent(self) -> str | None:
+        """``"steps"`` or ``"seconds"`` once that limit is reached, else None."""
+        if self.taken >= self.steps:
+            return "steps"
+        if self.seconds is not None and time.perf_counter() - self.started >= self.seconds:
+            return "seconds"
+        return None
+
+    def take(self) -> bool:
+        """Count one step if the budget allows it."""
+        if self.spent():
+            return False
+        self.taken += 1
+        return True
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+@torch.no_grad()
+def loader_losses(net: torch.nn.Module, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example cross-entropy and correctness of ``net`` (eval mode) over a loader, in
+    the loader's order, on the CPU; the train/eval mode is restored."""
+    device, was_training = device_of(net), net.training
+    net.eval()
+    losses, correct = [], []
+    for images, labels in loader:
+        logits, labels = net(images.to(device)), labels.to(device)
+        losses.append(F.cross_entropy(logits.float(), labels, reduction="none"))
+        correct.append(logits.argmax(1) == labels)
+    net.train(was_training)
+    if not losses:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.bool)
+    return torch.cat(losses).cpu(), torch.cat(correct).cpu()
 
 
 @torch.no_grad()

@@ -16,13 +16,12 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
-from .common import FrozenOutsideMask, accumulate_gradients, loader_over, sgd, top_fraction_mask, train_epoch
+from .common import FrozenOutsideMask, gradient_saliency, loader_over, sgd, train_epoch
 
 
 def saliency_mask(net, forget_loader, fraction: float) -> dict:
     """Top ``fraction`` of all parameters by |gradient of the forget loss| (eval mode)."""
-    grads = accumulate_gradients(net, forget_loader, lambda n, x, y: -F.cross_entropy(n(x), y), train_mode=False)
-    return top_fraction_mask({name: g.abs() for name, g in grads.items()}, fraction)
+    return gradient_saliency(net, forget_loader, lambda n, x, y: -F.cross_entropy(n(x), y), fraction)
 
 
 def random_label_loss(n, x, y):

@@ -45,6 +45,35 @@ def cifar():
     return load_cifar10(cifar_path(), download=False)
 
 
+def tiny_loader(n: int, seed: int, batch: int = 16):
+    """``n`` random 32x32 images with random labels; the same ones for the same seed."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True, generator=g)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A ResNet-18 that has memorised 64 random images (retain + forget), and its loaders:
+    ``tiny_loader(48, 1)``, ``(16, 2)`` and validation ``(16, 3)``."""
+    import torch
+    from torch.utils.data import ConcatDataset, DataLoader
+
+    from methods.common import sgd, train_epochs
+    from training.model import make_model
+
+    torch.manual_seed(0)
+    retain, forget, val = tiny_loader(48, 1), tiny_loader(16, 2), tiny_loader(16, 3)
+    net = make_model(seed=0)
+    both = DataLoader(ConcatDataset([retain.dataset, forget.dataset]), batch_size=16, shuffle=True)
+    train_epochs(net, both, sgd(net, 0.01, weight_decay=0.0), 8)
+    return net.eval(), retain, forget, val
+
+
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory):
     """The store of the in-process ``--profile smoke`` runs on CIFAR-10, shared as a user's

@@ -39,7 +39,7 @@ def _both_ranks(rank: int, init_file: str, out_dir: str) -> None:
     def run_method(make, zoo, run_seed, time_limit_s):
         if make() == "a" and rank == 1:
             raise MemoryError("scoring ran out of memory")
-        return (f"{make()}:{run_seed}", 1.0)
+        return (f"{make()}:{run_seed}", 1.0, [{"ran on rank": rank}])  # the method's round_log
 
     runner.run_method = run_method
     runner.score_unlearned = lambda name, unlearned, seconds, references, gate: type("R", (), {"timing": {},
@@ -47,8 +47,9 @@ def _both_ranks(rank: int, init_file: str, out_dir: str) -> None:
     seen["methods"] = {}
     for name in ("a", "b"):
         try:
-            seen["methods"][name] = runner.evaluate(lambda n=name: n, name, FakeZoo(), references=object(),
-                                                    progress=False).runs
+            result = runner.evaluate(lambda n=name: n, name, FakeZoo(), references=object(), progress=False)
+            seen["methods"][name] = result.runs
+            seen["round_log"] = result.round_log
         except runner.MethodFailed as e:
             seen["methods"][name] = f"failed: {e}"
 
@@ -67,5 +68,8 @@ def test_an_error_on_one_rank_reaches_both_without_a_hang_and_rank_0_decides(tmp
         assert seen["together"] == "rank 1: RuntimeError: CUDA out of memory"
         assert seen["methods"]["a"] == "failed: run 1: MemoryError: scoring ran out of memory"
         assert seen["methods"]["b"] == ["b:0", "b:1", "b:2", "b:3"]
+        # each run's log travels back from the rank that ran it
+        assert seen["round_log"] == [[{"ran on rank": 0}], [{"ran on rank": 1}], [{"ran on rank": 0}],
+                                     [{"ran on rank": 1}]]
         assert seen["decision"] == "decided on rank 0"
         assert seen["seconds"] < SCENARIO_TIMEOUT_S / 2

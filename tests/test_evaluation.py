@@ -83,7 +83,7 @@ def test_a_starter_kit_method_runs_unchanged_and_a_returned_copy_fails(mini_zoo)
     from methods.hyperparameters import build
     from tests.fixtures.starter_kit_method import MyMethod, ReturnsACopy
 
-    scores, _ = run_method(functools.partial(build, MyMethod, "my_method"), mini_zoo, run_seed=0)
+    scores, _, _ = run_method(functools.partial(build, MyMethod, "my_method"), mini_zoo, run_seed=0)
     assert 0 <= scores.retain_acc <= 1
     with pytest.raises(MethodFailed, match=r"run 0: run\(\) returned a new model"):
         run_method(functools.partial(build, ReturnsACopy, "returns_a_copy"), mini_zoo, run_seed=0)

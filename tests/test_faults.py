@@ -30,7 +30,7 @@ def _env(**extra):
 
 
 def _report(out):
-    return read_report(pathlib.Path(out) / "finetune" / "report.json")
+    return read_report(pathlib.Path(out) / "saliency_guided" / "report.json")
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -46,11 +46,13 @@ def _processes_mentioning(text: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
-    """The smoke finetune evaluation (one epoch) in one process and with ``--workers 2``, one thread each."""
+    """The smoke evaluation of saliency_guided (8 steps a run; it keeps a round log) in one
+    process and with ``--workers 2``, one thread each."""
     tmp = tmp_path_factory.mktemp("workers")
     runs = {}
+    method = ["-m", "saliency_guided", "--profile", "smoke", "--no-progress", "--set", "max_steps=8"]
     for name, extra in (("one", []), ("two", ["--workers", "2"])):
-        runs[name] = subprocess.run([sys.executable, "main.py", *SMOKE, "--set", "epochs=1", "--threads", "1", *extra, "--out",
+        runs[name] = subprocess.run([sys.executable, "main.py", *method, "--threads", "1", *extra, "--out",
                                      str(tmp / name), "--store", str(tmp / f"store_{name}")],
                                     cwd=REPO, env=_env(), capture_output=True, text=True)
     return tmp, runs
@@ -70,6 +72,10 @@ def test_two_workers_give_the_numbers_of_one_process(two_workers):
         for key in ("retain_acc_per_model", "test_acc_per_model", "forget_acc_per_model"):
             assert one[side][key] == two[side][key], (side, key)
     assert one["unlearned"]["forget_confs"] == two["unlearned"]["forget_confs"]
+    # every run's round log came back from the worker that ran it, in run order
+    assert len(one["round_log"]) == 3 and all(log[0]["round"] == 0 and log[-1]["stop"] for log in one["round_log"])
+    untimed = [[{k: v for k, v in r.items() if k != "seconds"} for r in log] for log in (one["round_log"])]
+    assert untimed == [[{k: v for k, v in r.items() if k != "seconds"} for r in log] for log in two["round_log"]]
     # both workers wrote their models to the shared store; only the first wrote the report
     assert len(list((tmp / "store_two").glob("*.pt"))) == 1 + 3
     assert runs["two"].stdout.count("report:") == 1

@@ -33,6 +33,13 @@ def gentle():
     return Finetune(epochs=1, lr=1e-3)
 
 
+def gentle_then_raises():
+    """gentle's values, but a run that raises."""
+    method = gentle()
+    method.run = Raises.run.__get__(method)
+    return method
+
+
 @dataclasses.dataclass(kw_only=True, eq=False)
 class OneEpochFinetune(Finetune):
     epochs: int = 1
@@ -99,8 +106,10 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
                "data": {"fingerprint": mini_zoo.data.fingerprint()}, "environment": {"device": "cpu"}}
     first = {r.method: r for r in session.run_leaderboard({"finetune": gentle}, mini_zoo, tmp_path, context, gate=0.2,
                                                         progress=False)["rows"]}
-    # The method now raises, so a finetune row that is still ok can only come from the saved report.
-    again = {r.method: r for r in session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2,
+    raising = gentle_then_raises
+    # The method now raises (with gentle's values), so a finetune row that is still ok can
+    # only come from the saved report.
+    again = {r.method: r for r in session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context, gate=0.2,
                                                         progress=False, resume=True)["rows"]}
     assert again["finetune"] == first["finetune"] and again["retrain"] == first["retrain"]
     assert "finetune: reusing" in capsys.readouterr().out
@@ -111,22 +120,27 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
     stale = report | {"metric_info": {k: v for k, v in report["metric_info"].items() if k != "shared_shift"},
                       "intervals": report["intervals"] | {"forget_quality": {"value": 0.5, "low": 0.0, "high": 1.0}}}
     report_path.write_text(json.dumps(stale))
-    refreshed = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+    refreshed = session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
                                      resume=True)
     assert {r.method: r.status for r in refreshed["rows"]}["finetune"] == "ok"
     rewritten = json.loads(report_path.read_text())
     assert rewritten["intervals"] == report["intervals"] and rewritten["metric_info"] == report["metric_info"]
     # A report from before intervals and the ceiling existed is not reused.
     report_path.write_text(json.dumps({k: v for k, v in report.items() if k not in ("intervals", "ceiling")}))
-    older = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+    older = session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
                                  resume=True)
     assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
     report_path.write_text(json.dumps(report | {"report_version": 1}))
-    older = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+    older = session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
                                  resume=True)
     assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
+    # A report made with other values (as after a change of a default) is not reused.
+    report_path.write_text(json.dumps(report))
+    changed = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
+                                   resume=True)
+    assert {r.method: r.status for r in changed["rows"]}["finetune"] == "failed"
     # Reports made under other conditions (here: other run seeds) are not reused.
-    other = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context | {"run_seeds": [0]}, gate=0.2,
+    other = session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context | {"run_seeds": [0]}, gate=0.2,
                                  progress=False, resume=True)
     assert {r.method: r.status for r in other["rows"]}["finetune"] == "failed"
 

@@ -70,3 +70,17 @@ def test_mia_is_measured_with_enough_examples():
 def test_an_unreadable_report_reads_as_none(tmp_path, bad):
     (tmp_path / "report.json").write_text(bad)
     assert read_report(tmp_path / "report.json") is None
+
+
+def test_a_methods_round_log_is_in_the_report_and_its_summary(tmp_path):
+    result = _result(forget=12)
+    result.round_log = [[{"round": 0}, {"round": 2, "stop": "forgotten", "auc": 0.51}],
+                        [{"round": 0}, {"round": 1, "stop": "overshoot", "auc": 0.31}],
+                        [{"round": 0}, {"round": 2, "stop": "forgotten", "auc": float("nan")}]]
+    path = write_report(result, tmp_path, {"status": "ok"})
+    report = json.loads(path.read_text())  # strict JSON: the NaN is a null
+    assert report["round_log"][1] == [{"round": 0}, {"round": 1, "stop": "overshoot", "auc": 0.31}]
+    assert report["round_log"][2][1]["auc"] is None
+    assert summary_table(result).endswith(
+        "round log: 3 runs in report.json; they ended after 1 to 2 rounds (forgotten 2, overshoot 1)")
+    assert "round log" not in summary_table(_result(forget=12))
