@@ -46,15 +46,20 @@ def _processes_mentioning(text: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
-    """The smoke evaluation of saliency_guided (8 steps a run; it keeps a round log) in one
-    process and with ``--workers 2``, one thread each."""
+    """The smoke evaluation of saliency_guided (4 steps a run; it keeps a round log) in one
+    process and with ``--workers 2``, one thread each. The two evaluations run at the same
+    time, each with its own store: nothing they report depends on the clock but the times."""
     tmp = tmp_path_factory.mktemp("workers")
+    method = ["-m", "saliency_guided", "--profile", "smoke", "--no-progress", "--set", "max_steps=4",
+              "--set", "check_examples=32"]
+    started = {name: subprocess.Popen([sys.executable, "main.py", *method, "--threads", "1", *extra, "--out",
+                                       str(tmp / name), "--store", str(tmp / f"store_{name}")],
+                                      cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for name, extra in (("one", []), ("two", ["--workers", "2"]))}
     runs = {}
-    method = ["-m", "saliency_guided", "--profile", "smoke", "--no-progress", "--set", "max_steps=8"]
-    for name, extra in (("one", []), ("two", ["--workers", "2"])):
-        runs[name] = subprocess.run([sys.executable, "main.py", *method, "--threads", "1", *extra, "--out",
-                                     str(tmp / name), "--store", str(tmp / f"store_{name}")],
-                                    cwd=REPO, env=_env(), capture_output=True, text=True)
+    for name, process in started.items():
+        stdout, stderr = process.communicate(timeout=600)
+        runs[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     return tmp, runs
 
 

@@ -93,7 +93,7 @@ def test_steps_that_overflow_are_undone(memorised, monkeypatch):
                 next(net_.parameters()).fill_(float("nan"))
 
     monkeypatch.setattr(SaliencyGuided, "_masked_steps", overflowing)
-    log = _run(net, max_rounds=1, rounds="fixed")
+    log = _run(net, max_rounds=1, rounds="fixed", impair_steps=2)
     assert log[1]["steps_undone"] == "non-finite weights"
     assert all(torch.isfinite(p).all() for p in net.parameters())
     assert not all(torch.equal(a, b) for a, b in zip(net.parameters(), memorised.parameters()))
@@ -140,7 +140,8 @@ def test_runs_with_one_seed_are_equal_and_with_two_seeds_differ(memorised):
 
 
 def test_the_log_measures_what_changed(memorised):
-    log = _run(copy.deepcopy(memorised), max_rounds=2, max_steps=9, rounds="fixed", mask_fraction=0.05)
+    log = _run(copy.deepcopy(memorised), max_rounds=2, max_steps=9, rounds="fixed", mask_fraction=0.05,
+               impair_steps=2, repair_scope="mask")
     first = log[0]
     assert first["auc"] > 0.6 and first["forget_acc"] > first["val_acc"], "the original remembers its forget set"
     assert first["steps"] == 0 and 0 < first["left"] <= 16
