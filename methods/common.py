@@ -301,14 +301,3 @@ def loader_losses(net: torch.nn.Module, loader) -> tuple[torch.Tensor, torch.Ten
     return torch.cat(losses).cpu(), torch.cat(correct).cpu()
 
 
-@torch.no_grad()
-def loader_accuracy(net: torch.nn.Module, loader) -> float:
-    """Accuracy of ``net`` (eval mode) over a loader; the train/eval mode is restored."""
-    device, was_training = device_of(net), net.training
-    net.eval()
-    correct, total = torch.zeros((), dtype=torch.long, device=device), 0
-    for images, labels in loader:
-        correct += (net(images.to(device)).argmax(1) == labels.to(device)).sum()
-        total += labels.numel()
-    net.train(was_training)
-    return correct.item() / max(total, 1)

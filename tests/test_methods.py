@@ -20,8 +20,6 @@ EXPECTED = {"finetune", "fanchuan", "kookmin", "seif", "sebastian", "toshi_k", "
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-
-
 def _params(net):
     return {n: p.detach().clone() for n, p in net.named_parameters()}
 
