@@ -56,10 +56,10 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
 
 def test_smoke_profile_end_to_end(tmp_path, smoke_store, capsys):
     argv = ["-m", "finetune", "--profile", "smoke", "--data", cifar_path(), "--out", str(tmp_path / "out"),
-            "--store", str(smoke_store), "--no-progress", "--ceiling", "--set", "lr=0.05", "--set", "epochs=2"]
+            "--store", str(smoke_store), "--no-progress", "--ceiling", "--set", "lr=0.05", "--set", "epochs=1"]
     assert main.main(argv) == 0
     report = json.loads((tmp_path / "out" / "finetune" / "report.json").read_text())
-    assert report["hyperparameters"] == {"epochs": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
+    assert report["hyperparameters"] == {"epochs": 1, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
     assert report["num_models"] == 3 and len(report["epsilons"]) == report["sizes"]["forget"] == 30
     assert 0 <= report["forget_quality"] <= 1 and report["final_score"] >= 0
     assert (tmp_path / "out" / "finetune" / "report.png").stat().st_size > 10_000

@@ -99,7 +99,7 @@ def test_missing_layout_is_a_clear_error(tmp_path):
 
 def test_main_runs_on_a_faces_directory(faces_dir, tmp_path, capsys):
     argv = ["-m", "finetune", "--dataset", "faces", "--data", str(faces_dir), "--profile", "smoke",
-            "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), "--no-progress"]
+            "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), "--no-progress", "--set", "epochs=1"]
     assert main.main(argv) == 0
     assert (tmp_path / "out" / "finetune" / "report.json").exists()
     assert main.main(["-m", "finetune", "--dataset", "faces", "--out", str(tmp_path / "o2")]) == 2
