@@ -22,7 +22,7 @@ from .comparison import CEILING, versus_ceiling
 from .distributed import World, rank_device
 from .leaderboard import build, markdown_table, write_leaderboard
 from .profiles import Profile
-from .report import environment, read_report, write_failure, write_report, write_result
+from .report import environment, json_text, read_report, write_failure, write_report, write_result
 from .runner import (EvaluationResult, MethodFailed, evaluate, evaluate_retraining, measured_ceiling,
                      refresh_intervals, score_references)
 from .store import CheckpointStore
@@ -186,7 +186,8 @@ def reusable_result(path: pathlib.Path, context: dict, hyperparameters: dict | N
         return None
     same = all(report.get(k) == context.get(k) for k in RESUME_KEYS)
     if hyperparameters is not None:
-        same = same and report.get("hyperparameters") == json.loads(json.dumps(hyperparameters, default=str))
+        # compared as the report stores them (tuples as lists, NaN as null)
+        same = same and report.get("hyperparameters") == json.loads(json_text(hyperparameters))
     for section, key, default in (("data", "fingerprint", None), ("environment", "precision", "fp32")):
         # (reports from before precisions were a choice were fp32)
         same = same and report.get(section, {}).get(key, default) == context.get(section, {}).get(key, default)

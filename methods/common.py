@@ -299,5 +299,3 @@ def loader_losses(net: torch.nn.Module, loader) -> tuple[torch.Tensor, torch.Ten
     if not losses:
         return torch.zeros(0), torch.zeros(0, dtype=torch.bool)
     return torch.cat(losses).cpu(), torch.cat(correct).cpu()
-
-
