@@ -156,14 +156,29 @@ class References:
     original_seconds: float
     retrained: list
     retrain_clock: dict  # Zoo.retrain_clock(): its "seconds" divide every method's time
+    # Wall seconds this process spent getting each (training or reading back), in order:
+    # the report's timing.phases, with the runs and the scoring after them.
+    phase_seconds: dict = field(default_factory=dict)
 
 
 def score_references(zoo: Zoo) -> References:
     n_models = zoo.profile.num_models
     metric.max_measurable_epsilon(n_models)  # fails early, with the metric's message, for N < 3
-    original, original_record = zoo.original_scores()
-    retrained, _ = _score_retrained(zoo, range(n_models))
-    return References(original, original_record["train_seconds"], retrained, zoo.retrain_clock())
+    phases = {}
+    with _timed(phases, "original"):
+        original, original_record = zoo.original_scores()
+    with _timed(phases, "references"):
+        retrained, _ = _score_retrained(zoo, range(n_models))
+    with _timed(phases, "retrain_clock"):
+        clock = zoo.retrain_clock()
+    return References(original, original_record["train_seconds"], retrained, clock, phases)
+
+
+@contextlib.contextmanager
+def _timed(into: dict, name: str):
+    started = time.perf_counter()
+    yield
+    into[name] = time.perf_counter() - started
 
 
 def _score_retrained(zoo: Zoo, indices) -> tuple[list, list]:
@@ -203,12 +218,15 @@ def evaluate(make_method: Callable, method_name: str, zoo: Zoo, gate: float = 0.
     runs_wall = time.perf_counter() - started  # every process's runs, done and gathered
     unlearned = [everything[s][0] for s in seeds]
     unlearn_seconds = [everything[s][1] for s in seeds]
+    scoring_started = time.perf_counter()
     result = score_unlearned(method_name, unlearned, unlearn_seconds, references, gate)
+    scoring = time.perf_counter() - scoring_started
     logs = [everything[s][2] for s in seeds]
     result.round_log = logs if any(log is not None for log in logs) else None
     # The throughput of the runs: with several processes on one device (--workers), what
     # sharing it gains; each run's own time (unlearn_seconds) still counts for the gate.
-    result.timing |= {"runs_wall_seconds": runs_wall, "processes": zoo.world.size}
+    result.timing |= {"runs_wall_seconds": runs_wall, "processes": zoo.world.size,
+                      "phases": references.phase_seconds | {"runs": runs_wall, "scoring": scoring}}
     return result
 
 

@@ -22,8 +22,6 @@ import signal
 import sys
 import uuid
 
-import torch
-
 WORKER_MEMORY = 4 * 2**30  # a process's share of GPU memory: CUDA context, the splits, a method's run
 MAX_WORKERS = 8
 CORES_PER_WORKER = 2  # one for the process's Python, one to feed the device
@@ -39,6 +37,8 @@ def cpu_cores() -> int:
 def default_workers(device: torch.device) -> int:
     """1 on a CPU (processes would only split its cores); on a GPU as many as its free
     memory and the CPU cores carry, at most ``MAX_WORKERS``."""
+    import torch  # here, not at the top: describe_exit serves processes that need no torch
+
     if device.type != "cuda":
         return 1
     free, _ = torch.cuda.mem_get_info(device)
@@ -79,12 +79,13 @@ def launch(argv: list[str], workers: int, threads: int) -> int:
         rank, failure = e.get_first_failure()
         if failure.exitcode in (1, 2):
             return failure.exitcode
-        raise WorkerFailed(f"worker {rank} of {workers} died ({_how(failure.exitcode)}); the store keeps every "
+        raise WorkerFailed(f"worker {rank} of {workers} died ({describe_exit(failure.exitcode)}); the store keeps every "
                            "model already trained, and -m all --resume every method already scored") from None
     return 0
 
 
-def _how(exitcode: int) -> str:
+def describe_exit(exitcode: int) -> str:
+    """A process's exit code in words: the signal's name for a negative one."""
     if exitcode < 0:
         try:
             return signal.Signals(-exitcode).name

@@ -34,6 +34,7 @@ SCORING_VERSION = 1  # bump when the scores' inference path changes: every store
 # Bump when what a model's key covers changes; a store's older models are then named once, not
 # silently retrained beside (store.KeyVersions). 2: device class, precision always, whole-data hash, pixels.
 KEY_VERSION = 2
+CUDA_GROUP_SIZE = 16  # references trained together on a GPU (benchmarks/RESULTS.md); one at a time on CPU
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Zoo:
     tensors: SplitTensors
     store: CheckpointStore
     progress: bool = True
-    group_size: int | None = None  # references trained together (default: 16 on CUDA, 1 on CPU)
+    group_size: int | None = None  # references trained together (default: CUDA_GROUP_SIZE on CUDA, 1 on CPU)
     precision: str | None = None  # the engine's arithmetic (precision.py; default: chosen from the device)
     world: World = World()  # under torchrun: this process's rank and the number of ranks
     _original: tuple | None = None  # loaded once per process; every run copies it
@@ -77,7 +78,7 @@ class Zoo:
     def _group_size(self) -> int:
         if self.group_size:
             return self.group_size
-        return 16 if self.tensors.retain[0].is_cuda else 1  # on CPU grouping saves nothing
+        return CUDA_GROUP_SIZE if self.tensors.retain[0].is_cuda else 1  # on CPU grouping saves nothing
 
     def engine_precision(self) -> str:
         """The arithmetic its models are trained in: ``precision``, or the device's default."""

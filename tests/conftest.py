@@ -15,6 +15,8 @@ def _has_cuda() -> bool:
 
 # The CUDA engine checks need a GPU; CI has none, so there they are not collected at all.
 collect_ignore = [] if _has_cuda() else ["test_cuda.py"]
+# A test's device parameter: the CPU always, CUDA (marked ``cuda``) where a GPU is present.
+DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.cuda)] if _has_cuda() else [])
 
 
 def cifar_path() -> str:

@@ -1,8 +1,8 @@
 """The engine on CUDA: bf16 autocast, CUDA graphs, grouped models.
 
 Collected only where CUDA is present (``conftest.collect_ignore``); CI has no GPU,
-so these run on the lent GPU machine. The methods' own CUDA runs are the ``cuda``
-cases of ``test_methods``.
+so these run on a GPU machine (``benchmarks/gpu_check.py`` runs every test marked
+``cuda``: these, and the ``cuda`` device cases of the other files).
 """
 
 import pytest
@@ -16,6 +16,7 @@ from training.model import make_model
 from training.recipe import TrainRecipe
 
 CUDA = torch.device("cuda")
+pytestmark = pytest.mark.cuda
 
 
 def _on_cuda(n):

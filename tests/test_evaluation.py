@@ -36,6 +36,10 @@ def test_report_numbers_are_in_range(result, mini_zoo):
         assert 0.0 <= value <= 1.0
     assert result.timing["time_ratio"] > 0
     assert result.timing["passes_gate"] == (result.timing["time_ratio"] <= 0.2)
+    phases = result.timing["phases"]  # wall seconds of the command's stages, in their order
+    assert list(phases) == ["original", "references", "retrain_clock", "runs", "scoring"]
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert phases["runs"] == result.timing["runs_wall_seconds"] >= sum(result.timing["unlearn_seconds"])
 
 
 def test_references_behave_like_retrained_models(result):

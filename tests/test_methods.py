@@ -14,10 +14,10 @@ from methods.kookmin import Kookmin
 from methods.salun import SalUn, saliency_mask
 from methods.sebastian import Sebastian
 from methods.toshi_k import ToshiK
+from tests.conftest import DEVICES
 
 EXPECTED = {"finetune", "fanchuan", "kookmin", "seif", "sebastian", "toshi_k", "amnesiacs", "sun", "forget",
             "salun", "saliency_guided"}
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _params(net):

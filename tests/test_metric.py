@@ -8,6 +8,7 @@ import torch
 
 from evaluation import metric
 from tests import metric_reference as reference
+from tests.conftest import DEVICES
 
 
 def _random_case(rng, kind, n_models, n_examples):
@@ -160,10 +161,11 @@ def test_bad_inputs_raise_clear_errors(unlearned, retrained, message):
         metric.per_example_epsilons(unlearned, retrained)
 
 
-def test_torch_inputs_and_device_argument():
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_inputs_and_device_argument(device):
     rng = np.random.default_rng(5)
     u, r = rng.normal(size=(8, 5)), rng.normal(size=(8, 5)) + 0.3
     expected = metric.per_example_epsilons(u, r, device="cpu")
-    np.testing.assert_array_equal(metric.per_example_epsilons(torch.from_numpy(u), torch.from_numpy(r)), expected)
-    if torch.cuda.is_available():
-        np.testing.assert_array_equal(metric.per_example_epsilons(u, r, device="cuda"), expected)
+    tensors = [torch.from_numpy(a).to(device) for a in (u, r)]
+    np.testing.assert_array_equal(metric.per_example_epsilons(*tensors), expected)
+    np.testing.assert_array_equal(metric.per_example_epsilons(u, r, device=device), expected)
