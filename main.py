@@ -100,6 +100,7 @@ def resolve_run(args):
     """Validate the arguments before anything is loaded or written."""
     from data import DATASETS
     from evaluation.profiles import PROFILES, default_profile_name
+    from evaluation.session import Contestant
     from methods import all_method_handlers, broken_methods
     from methods.hyperparameters import build, parse_settings
     from training.model import pick_device
@@ -143,12 +144,24 @@ def resolve_run(args):
         except (ValueError, TypeError) as e:
             raise UsageError(f"{args.method}: {e}") from None
     chosen = handlers if args.method == ALL else {args.method: handlers[args.method]}
-    factories = {name: functools.partial(build, cls, name, settings if name == args.method else None)
-                 for name, cls in chosen.items()}
+    contestants = {name: contestant(functools.partial(build, cls, name, settings if name == args.method else None))
+                   for name, cls in chosen.items()}
     if args.method == ALL:  # a broken file is a failed row of the leaderboard
-        factories |= {pathlib.Path(path).stem: broken_import(path, error) for path, error in broken.items()
-                      if pathlib.Path(path).stem not in factories}
-    return factories, device, PROFILES[profile_name].with_models(args.num_models)
+        contestants |= {pathlib.Path(path).stem: Contestant(broken_import(path, error))
+                        for path, error in broken.items() if pathlib.Path(path).stem not in contestants}
+    return contestants, device, PROFILES[profile_name].with_models(args.num_models)
+
+
+def contestant(make):
+    """A method as the evaluation takes it: its factory and the values its runs use."""
+    from evaluation.session import Contestant
+    from methods.hyperparameters import values
+
+    try:
+        hyperparameters = values(make())
+    except Exception:  # noqa: BLE001 - a method that cannot be built fails its row with the reason, in its runs
+        hyperparameters = {}
+    return Contestant(make, hyperparameters)
 
 
 def run(args, argv: list[str]) -> dict:

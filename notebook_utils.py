@@ -7,8 +7,11 @@ The notebook is the template ``run-unlearn-finetune.ipynb`` (read, never edited 
 place) with its method cell replaced: ``run()``'s body becomes
 ``unlearning(net, retain_loader, forget_loader, val_loader)``, and everything it
 needs comes along: the helper functions, classes and constants it uses from its own
-file and from the shared helpers (transitively), their imports, and the
-constructor's default values in place of ``self.x``. Attributes the method assigns
+file and from any other module of this checkout (``methods/``, ``training/``, ``data/``,
+transitively), their library imports, and the constructor's default values in place of
+``self.x``. Kaggle has none of the checkout's modules, so the cell never imports one: what
+cannot be copied from them (a module used as a whole, ``import training.recipe``) is
+refused. Attributes the method assigns
 while running live in a ``STATE`` dict. What cannot be exported (``self`` used as a
 value, ``super()``, a default that is not a literal) raises :class:`ExportError`
 naming it, so no broken notebook is ever written.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import builtins
+import importlib.util
 import inspect
 import pathlib
 import symtable
@@ -26,7 +30,6 @@ import sys
 import textwrap
 
 REPO = pathlib.Path(__file__).resolve().parent
-KIT_PACKAGES = ("methods",)  # code from these is copied into the notebook, never imported
 TEMPLATE = REPO / "run-unlearn-finetune.ipynb"
 NOTEBOOK_DIR = REPO / "notebooks"
 METHOD_CELL_TAG = "unlearning"
@@ -73,18 +76,36 @@ def _top_level(tree: ast.Module, name: str):
     return None
 
 
-def _is_kit(module_name: str | None) -> bool:
-    return bool(module_name) and module_name.split(".")[0] in KIT_PACKAGES
+def _in_checkout(module_name: str | None) -> bool:
+    """Whether ``module_name`` is code of this checkout (the kit's packages, a method file
+    beside them) rather than an installed library, which a Kaggle notebook can import too.
+    A library installed in a virtual environment inside the checkout is still a library."""
+    if not module_name:
+        return False
+    top = module_name.split(".")[0]
+    module = sys.modules.get(top)
+    try:
+        spec = getattr(module, "__spec__", None) or importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    locations = [spec.origin] if spec and spec.origin not in (None, "built-in", "frozen") else []
+    locations += list(spec.submodule_search_locations or []) if spec else []  # a package without __init__.py
+    for location in locations:
+        path = pathlib.Path(location).resolve()
+        if REPO in path.parents and not {"site-packages", "dist-packages"} & set(path.parts):
+            return True
+    return False
 
 
 def _import_line(tree: ast.Module, name: str) -> str | None:
-    """An import statement of a library (not the kit) that binds ``name``, or None."""
+    """An import statement of a library (not of this checkout) that binds ``name``, or None."""
     for node in tree.body:
         if isinstance(node, ast.Import):
             for a in node.names:
-                if (a.asname or a.name.split(".")[0]) == name and not _is_kit(a.name):
+                if (a.asname or a.name.split(".")[0]) == name and not _in_checkout(a.name):
                     return f"import {a.name}" + (f" as {a.asname}" if a.asname else "")
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__" and not _is_kit(node.module):
+        elif (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__"
+              and not _in_checkout(node.module)):
             for a in node.names:
                 if (a.asname or a.name) == name:
                     return f"from {node.module} import {a.name}" + (f" as {a.asname}" if a.asname else "")
@@ -132,7 +153,8 @@ class _SelfRewriter(ast.NodeTransformer):
 
     def visit_Name(self, node: ast.Name):
         if node.id == "self":
-            raise ExportError(f"{self.exporter.name}: {self.where} uses `self` as a value, which a notebook function cannot")
+            raise ExportError(f"{self.exporter.name}: {self.where} uses `self` as a value, which a notebook "
+                              "function cannot")
         return node
 
     def visit_Call(self, node: ast.Call):
@@ -239,7 +261,8 @@ class _Exporter:
         for n in ast.walk(node):
             if (isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"
                     and n.lineno == n.end_lineno):
-                edits.append((n.lineno, n.col_offset, n.end_col_offset, ast.unparse(self.resolve_self_attribute(n, where))))
+                text = ast.unparse(self.resolve_self_attribute(n, where))
+                edits.append((n.lineno, n.col_offset, n.end_col_offset, text))
         for line, start, end, text in sorted(edits, reverse=True):
             lines[line - 1] = lines[line - 1][:start] + text.encode() + lines[line - 1][end:]
         checked.body = [ast.Pass()]
@@ -251,7 +274,8 @@ class _Exporter:
         """Bring ``name`` (as seen from ``where_module``) into the notebook, with what it needs."""
         namespace = vars(where_module.module)
         if name not in namespace:
-            raise ExportError(f"{self.name}: {needed_by} uses {name!r}, which is not defined in {where_module.module.__name__}")
+            raise ExportError(f"{self.name}: {needed_by} uses {name!r}, which is not defined in "
+                              f"{where_module.module.__name__}")
         obj = namespace[name]
         if self.sources.setdefault(name, obj) is not obj:  # one notebook namespace cannot hold both
             raise ExportError(f"{self.name}: two different {name!r} are needed ({needed_by} uses the one in "
@@ -272,10 +296,15 @@ class _Exporter:
             del self.definitions[name]
             self.definitions[name] = (where_module.module.__name__, _segment(where_module.source, node))
             return
-        # Imported from another module of the kit: take its definition from there.
+        if inspect.ismodule(obj):  # a module of the checkout (a library's import line was found above)
+            raise ExportError(f"{self.name}: {needed_by} uses the module {obj.__name__} as {name!r}; the notebook "
+                              f"cannot import it (Kaggle has no {obj.__name__.split('.')[0]} package) and copies "
+                              f"only names: import them instead, `from {obj.__name__} import ...`")
+        # Imported from another module of the checkout: take its definition from there.
         home = sys.modules.get(getattr(obj, "__module__", "") or "")
-        if home is None or not _is_kit(home.__name__) or home is where_module.module:
-            raise ExportError(f"{self.name}: {needed_by} uses {name!r} from {getattr(home, '__name__', '?')}, which cannot be exported")
+        if home is None or not _in_checkout(home.__name__) or home is where_module.module:
+            raise ExportError(f"{self.name}: {needed_by} uses {name!r} from {getattr(home, '__name__', '?')}, "
+                              "which cannot be exported")
         source_module = _Module.of(home)
         if getattr(obj, "__name__", name) != name:
             raise ExportError(f"{self.name}: {name!r} is imported under another name, which cannot be exported")
@@ -322,9 +351,16 @@ def export_class_code(cls: type, name: str | None = None, settings: dict | None 
     name = name or cls.__name__
     code = _Exporter(name, cls, settings).export()
     try:
-        compile(code, f"<{name} notebook cell>", "exec")
+        tree = ast.parse(code, f"<{name} notebook cell>")
     except SyntaxError as e:  # a bug of the exporter, never a notebook that cannot run
         raise ExportError(f"{name}: the exported code does not compile ({e})") from None
+    for node in ast.walk(tree):  # an import inside a function travels with its text
+        modules = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        for module in filter(_in_checkout, modules):
+            raise ExportError(f"{name}: the exported code imports {module} (line {node.lineno} of the cell), which "
+                              f"Kaggle does not have; import what it needs at the top of the method's file, "
+                              f"`from {module} import ...`, and the exporter copies it")
     return code
 
 

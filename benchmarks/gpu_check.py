@@ -35,9 +35,8 @@ import traceback
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from benchmarks.part_runner import Part, format_value, load_module, run_parts  # noqa: E402
+from _checkout import REPO
+from benchmarks.part_runner import Part, format_value, load_module, run_parts
 
 NAME = "gpu_check"
 HERE = pathlib.Path(__file__).resolve()
@@ -483,8 +482,9 @@ def extrapolate(parts: dict) -> tuple[dict, list[str]]:
         derived["full_terms_seconds"] = terms
         lines.append(f"- The full profile (N = 512): {FULL_MODELS} references x {reference_s:.2f} s = "
                      f"{terms['references'] / 60:.1f} min; their inference 512 x 55,000 model-images at "
-                     f"{inference or 0:,.0f}/s = {reference_inference / 60:.1f} min; {FULL_MODELS} runs x {run_s:.1f} s "
-                     f"/ {speedup:.2f} = {terms['runs'] / 60:.1f} min; metric and intervals {full_metric / 60:.1f} min; "
+                     f"{inference or 0:,.0f}/s = {reference_inference / 60:.1f} min; {FULL_MODELS} runs x "
+                     f"{run_s:.1f} s / {speedup:.2f} = {terms['runs'] / 60:.1f} min; metric and intervals "
+                     f"{full_metric / 60:.1f} min; "
                      f"the rest {terms['original, clock, startup'] / 60:.1f} min: **{full / 60:.0f} min** "
                      f"(goal {GOALS_S['full'] / 60:.0f} min).")
         if full > GOALS_S["full"]:

@@ -14,16 +14,14 @@ and prints model-images/s and what scoring the full profile's 512 references ove
 """
 
 import argparse
-import pathlib
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data import load_cifar10, to_tensors  # noqa: E402
-from evaluation.scoring import predict_logits_many  # noqa: E402
-from training.model import make_model  # noqa: E402
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from data import load_cifar10, to_tensors
+from evaluation.scoring import predict_logits_many
+from training.model import make_model
 
 FULL_MODELS, FULL_IMAGES = 512, 55_000  # the full profile: references x (retain + forget + test)
 
@@ -45,7 +43,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", type=int, default=None, help="K models scored (default: 16 on CUDA, 4 on CPU)")
-    parser.add_argument("--images", type=int, default=None, help="test images used (default: all on CUDA, 2,000 on CPU)")
+    parser.add_argument("--images", type=int, default=None,
+                        help="test images used (default: all on CUDA, 2,000 on CPU)")
     parser.add_argument("--groups", default="8", help="G for the fused forward, one or several: 4,8")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", default=None, help="CIFAR-10 .npz or torchvision root")

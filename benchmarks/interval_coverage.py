@@ -21,16 +21,14 @@ full-sample F.
 """
 
 import argparse
-import pathlib
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from evaluation import shared_shift  # noqa: E402
-from evaluation.intervals import Bootstrap, difference_interval, percentile_interval  # noqa: E402
-from evaluation.metric import epsilon_points, per_example_epsilons  # noqa: E402
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from evaluation import shared_shift
+from evaluation.intervals import Bootstrap, difference_interval, percentile_interval
+from evaluation.metric import epsilon_points, per_example_epsilons
 
 
 def draw_confidences(rng, n_models: int, n_examples: int, shift: float, rho: float, draws: int = 1):
@@ -75,11 +73,13 @@ def coverage(rng, n_models: int, shift: float, rho: float, n_examples: int, draw
         f, f_null = shifted_points[d].mean(), null_points[d].mean()
         held["examples_only"] += not percentile_interval(f, reps).excludes(truth)
         reps = reps + bootstrap.shared_shift("shifted", shared_shift.measure(unlearned[d], retrained[d], "cpu"))
-        null_reps = null_reps + bootstrap.shared_shift("unshifted", shared_shift.measure(unshifted[d], retrained[d], "cpu"))
+        null_shift = shared_shift.measure(unshifted[d], retrained[d], "cpu")
+        null_reps = null_reps + bootstrap.shared_shift("unshifted", null_shift)
         interval = percentile_interval(f, reps)
         held["coverage"] += not interval.excludes(truth)
         widths.append(interval.high - interval.low)
-        held["difference_coverage"] += not difference_interval(f, f_null, reps, null_reps).excludes(truth - truth_unshifted)
+        difference = difference_interval(f, f_null, reps, null_reps)
+        held["difference_coverage"] += not difference.excludes(truth - truth_unshifted)
     return {k: v / draws for k, v in held.items()} | {"width": float(np.mean(widths))}
 
 

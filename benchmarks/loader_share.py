@@ -10,16 +10,14 @@ share of the run.
 """
 
 import argparse
-import pathlib
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data import load_cifar10, make_loader, to_tensors  # noqa: E402
-from methods.finetune import Finetune  # noqa: E402
-from training.model import make_model, pick_device  # noqa: E402
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from data import load_cifar10, make_loader, to_tensors
+from methods.finetune import Finetune
+from training.model import make_model, pick_device
 
 BATCH = 64  # the profiles' loader batch size
 

@@ -18,15 +18,13 @@ With ``--plot FILE`` it draws both.
 """
 
 import argparse
-import pathlib
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from evaluation.intervals import Bootstrap, difference_interval  # noqa: E402
-from evaluation.metric import epsilon_points, per_example_epsilons  # noqa: E402
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from evaluation.intervals import Bootstrap, difference_interval
+from evaluation.metric import epsilon_points, per_example_epsilons
 
 
 def side(rng, centre, spread, n_models: int, shift: float) -> np.ndarray:

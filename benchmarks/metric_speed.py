@@ -12,17 +12,15 @@ computed). Targets: the metric at most 30 s for 512 x 5,000 on a
 """
 
 import argparse
-import pathlib
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from evaluation import shared_shift  # noqa: E402
-from evaluation.intervals import ACCURACIES, Bootstrap, SideScores, score_intervals  # noqa: E402
-from evaluation.metric import epsilon_points, per_example_epsilons  # noqa: E402
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from evaluation import shared_shift
+from evaluation.intervals import ACCURACIES, Bootstrap, SideScores, score_intervals
+from evaluation.metric import epsilon_points, per_example_epsilons
 
 TARGET_SECONDS_CPU = 30.0
 TARGET_INTERVAL_RATIO = 5.0  # the intervals may cost at most this many times the metric

@@ -11,7 +11,7 @@ records figures as it goes with ``ctx.record(key, value)``: each one is written 
 once, so a part killed at its limit keeps what it had measured. Whatever it returns (a dict)
 is recorded too. ``ctx.settings`` is the JSON the runner hands every part.
 
-    python benchmarks/part_runner.py child FILE.py:FUNCTION SETTINGS.json RESULT.json   # one part (the runner's own call)
+    python benchmarks/part_runner.py child FILE.py:FUNCTION SETTINGS.json RESULT.json   # one part (the runner's call)
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from evaluation.workers import describe_exit  # noqa: E402 - torch-free at import, as every part's process needs
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from evaluation.workers import describe_exit
 
 KILL_GRACE_S = 5.0  # after SIGTERM at the limit, before SIGKILL
 CLEANUP_LIMIT_S = 30.0
@@ -131,7 +131,8 @@ def run_one(part: Part, settings_path: pathlib.Path, tmp: pathlib.Path, log: pat
     with status ok, failed (it raised or exited non-zero) or timeout (killed at its limit)."""
     result_path = tmp / f"{part.name}.json"
     started = time.perf_counter()
-    code = _run_process(part.target, settings_path, result_path, part.limit_s, log, f"{part.name} (limit {part.limit_s:g} s)")
+    header = f"{part.name} (limit {part.limit_s:g} s)"
+    code = _run_process(part.target, settings_path, result_path, part.limit_s, log, header)
     seconds = time.perf_counter() - started
     figures = _read(result_path)
     error = figures.pop("error", None)

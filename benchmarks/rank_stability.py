@@ -19,18 +19,17 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import sys
 import time
 
 import numpy as np
 from scipy.stats import kendalltau
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from evaluation import shared_shift  # noqa: E402
-from evaluation.comparison import bootstrap_plan  # noqa: E402
-from evaluation.intervals import ACCURACIES, SideScores, difference_interval  # noqa: E402
-from evaluation.metric import MIN_MODELS, epsilon_points, final_score, per_example_epsilons  # noqa: E402
-from evaluation.report import read_report  # noqa: E402
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from evaluation import shared_shift
+from evaluation.comparison import bootstrap_plan
+from evaluation.intervals import ACCURACIES, SideScores, difference_interval
+from evaluation.metric import MIN_MODELS, epsilon_points, final_score, per_example_epsilons
+from evaluation.report import read_report
 
 
 def load_reports(out_dir: pathlib.Path) -> dict:

@@ -9,20 +9,18 @@ and their difference. Target (issue 6): within 1 point, averaged over a few seed
 """
 
 import argparse
-import pathlib
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data import load_cifar10, to_tensors  # noqa: E402
-from evaluation.scoring import accuracy, predict_logits  # noqa: E402
-from training import starter_kit  # noqa: E402
-from training.engine import train_models  # noqa: E402
-from training.model import make_model  # noqa: E402
-from training.recipe import TrainRecipe  # noqa: E402
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from data import load_cifar10, to_tensors
+from evaluation.scoring import accuracy, predict_logits
+from training import starter_kit
+from training.engine import train_models
+from training.model import make_model
+from training.recipe import TrainRecipe
 
 
 def main(argv=None):
@@ -50,7 +48,8 @@ def main(argv=None):
         return accuracy(predict_logits(model, test[0]), test[1])
 
     start = time.perf_counter()
-    plain = [test_accuracy(starter_kit.train(x_train, y_train, recipe, s, device, workers=args.workers)[0]) for s in seeds]
+    plain = [test_accuracy(starter_kit.train(x_train, y_train, recipe, s, device, workers=args.workers)[0])
+             for s in seeds]
     plain_seconds = time.perf_counter() - start
     states, engine_seconds, _ = train_models(*to_tensors(x_train, y_train, device), recipe, seeds, progress=False,
                                              compile=args.compile)
@@ -66,7 +65,9 @@ def main(argv=None):
     for name, accs, seconds in (("starter kit", plain, plain_seconds), ("engine", engine, engine_seconds)):
         print(f"{name:14s}" + "".join(f"{a:9.4f}" for a in accs) + f"{np.mean(accs):9.4f}{seconds:10.1f}")
     gap = 100 * (np.mean(engine) - np.mean(plain))
-    noise = 100 * np.sqrt(np.var(engine, ddof=1) / len(engine) + np.var(plain, ddof=1) / len(plain)) if len(seeds) > 1 else float("nan")
+    noise = float("nan")
+    if len(seeds) > 1:
+        noise = 100 * np.sqrt(np.var(engine, ddof=1) / len(engine) + np.var(plain, ddof=1) / len(plain))
     print(f"engine - starter kit: {gap:+.2f} points, standard error {noise:.2f} (target: within 1)")
     return plain, engine
 

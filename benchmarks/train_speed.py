@@ -15,16 +15,14 @@ per 30-epoch model on 45,000 images (extrapolated), and the speedups over (a).
 """
 
 import argparse
-import pathlib
-import sys
 
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data import load_cifar10, to_tensors  # noqa: E402
-from training import starter_kit  # noqa: E402
-from training.engine import train_models  # noqa: E402
-from training.recipe import TrainRecipe  # noqa: E402
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from data import load_cifar10, to_tensors
+from training import starter_kit
+from training.engine import train_models
+from training.recipe import TrainRecipe
 
 EPOCH_IMAGES, EPOCHS = 45_000, 30  # the retrained references of the full profile
 
@@ -43,8 +41,8 @@ def engine(images, labels, batch_size, steps, n_models, graphs=None, fuse=1, com
     seeds = list(range(n_models))
 
     def seconds(epochs):
-        return train_models(x, y, TrainRecipe(epochs=epochs, batch_size=batch_size), seeds, progress=False, graphs=graphs,
-                            fuse=fuse, compile=compile, small_convs=small_convs)[1]
+        return train_models(x, y, TrainRecipe(epochs=epochs, batch_size=batch_size), seeds, progress=False,
+                            graphs=graphs, fuse=fuse, compile=compile, small_convs=small_convs)[1]
 
     seconds(1)  # process-wide first-use costs (CUDA context, library loading)
     return n_models * extra * per_epoch * batch_size / (seconds(1 + extra) - seconds(1))

@@ -29,15 +29,16 @@ import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from data import load_dataset  # noqa: E402
-from evaluation.distributed import close_world, init_world  # noqa: E402
-from evaluation.profiles import PROFILES  # noqa: E402
-from evaluation.runner import run_method  # noqa: E402
-from evaluation.session import Session  # noqa: E402
-from methods import all_method_handlers  # noqa: E402
-from methods.hyperparameters import build, parse_settings  # noqa: E402
-from training.model import pick_device  # noqa: E402
+import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from data import load_dataset
+from evaluation.distributed import close_world, init_world
+from evaluation.profiles import PROFILES
+from evaluation.runner import run_method
+from evaluation.session import Session
+from main import contestant
+from methods import all_method_handlers
+from methods.hyperparameters import build, parse_settings
+from training.model import pick_device
 
 
 def configurations(tries: list[str], grids: list[str]) -> list[list[str]]:
@@ -122,7 +123,8 @@ def main(argv=None) -> int:
     print(f"{len(factories) - len(baselines)} configurations of {args.method} and {len(baselines)} baselines, "
           f"profile {profile.name}, N = {profile.num_models}, split seed {args.seed}")
     started = time.perf_counter()
-    session = Session(factories, True, device, profile, pathlib.Path(args.out), pathlib.Path(args.store),
+    contestants = {name: contestant(make) for name, make in factories.items()}
+    session = Session(contestants, True, device, profile, pathlib.Path(args.out), pathlib.Path(args.store),
                       seed=args.seed, progress=not args.no_progress, resume=not args.no_resume)
     data, groups = load_dataset("cifar10", args.data)
     world = init_world(device)

@@ -95,7 +95,7 @@ def _load_torchvision(root: pathlib.Path, download: bool) -> ImageData:
     try:
         train = CIFAR10(str(root), train=True, download=download)
         test = CIFAR10(str(root), train=False, download=download)
-    except Exception as e:  # torchvision raises RuntimeError or URLError/OSError offline
+    except Exception as e:  # noqa: BLE001 - torchvision raises RuntimeError or URLError/OSError offline
         raise DataError(
             f"no CIFAR-10 at {root} and the download failed ({type(e).__name__}); "
             f"pass --data PATH (an .npz with x_train/y_train/x_test/y_test or a torchvision root) "

@@ -92,7 +92,8 @@ def load_faces(root) -> tuple[ImageData, np.ndarray]:
         raise DataError(f"faces directory {root} does not exist")
     train_rows = read_rows(root, "retain") + read_rows(root, "forget")
     test_rows = read_rows(root, "validation")
-    labels = {s: np.array([int(r["age_group"]) for r in rows], dtype=np.int64) for s, rows in (("train", train_rows), ("test", test_rows))}
+    labels = {split: np.array([int(r["age_group"]) for r in rows], dtype=np.int64)
+              for split, rows in (("train", train_rows), ("test", test_rows))}
     data = ImageData(
         x_train=load_images(root, train_rows),
         y_train=labels["train"],
@@ -119,7 +120,8 @@ def write_synthetic_faces(root, n_persons: int = 40, images_per_person: int = 6,
     root = pathlib.Path(root)
     files = {s: [] for s in SPLIT_FILES}
     for person in range(n_persons):
-        split = "forget" if person < n_forget_persons else "validation" if person < n_forget_persons + n_validation_persons else "retain"
+        split = ("forget" if person < n_forget_persons
+                 else "validation" if person < n_forget_persons + n_validation_persons else "retain")
         age_group = int(rng.integers(0, NUM_CLASSES))
         base = rng.integers(0, 256, size=(size, size, 3))
         for k in range(images_per_person):

@@ -103,7 +103,8 @@ def paired_differences(results: list, replicates: dict | None = None) -> list[di
             pairs.append({
                 "a": a.method,
                 "b": b.method,
-                "final_score": difference_interval(a.final_score, b.final_score, ra.final_score, rb.final_score).to_json(),
+                "final_score": difference_interval(a.final_score, b.final_score, ra.final_score,
+                                                   rb.final_score).to_json(),
                 "forget_quality": difference_interval(a.forget_quality, b.forget_quality, ra.forget_quality,
                                                       rb.forget_quality).to_json(),
             })

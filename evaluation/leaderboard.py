@@ -84,7 +84,9 @@ def build(results: list[EvaluationResult], failures: dict[str, str] | None = Non
         if ceiling_result is not None:
             normalised = Interval.from_json(
                 versus_ceiling(result, ceiling_result, replicates)["normalised_forget_quality"])
-        versus = difference(pairs, result.method, baseline) if baseline in by_name and result.method != baseline else None
+        versus = None
+        if baseline in by_name and result.method != baseline:
+            versus = difference(pairs, result.method, baseline)
         rows.append(Row.from_result(result, normalised, versus))
     rows += [Row.failed(name, reason) for name, reason in (failures or {}).items()]
     return Leaderboard(rows, pairs, baseline if baseline in by_name else None,
@@ -203,7 +205,8 @@ def plot_leaderboard(board: Leaderboard, path, gate: float = 0.2) -> None:
     fig, (scores, cost) = plt.subplots(1, 2, figsize=(13, 0.35 * len(ok) + 3))
     for y, r in enumerate(ok):
         final = r.intervals.get("final_score", Interval(r.final_score, r.final_score, r.final_score))
-        colour = "tab:blue" if r.method == board.ceiling else "tab:orange" if r.method == board.baseline else "tab:green"
+        colour = ("tab:blue" if r.method == board.ceiling
+                  else "tab:orange" if r.method == board.baseline else "tab:green")
         scores.errorbar(final.value, y, xerr=[[final.value - final.low], [final.high - final.value]], fmt="o",
                         color=colour, capsize=3)
         f = r.intervals.get("forget_quality", Interval(r.forget_quality, r.forget_quality, r.forget_quality))

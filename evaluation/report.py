@@ -154,21 +154,26 @@ def summary_table(result: EvaluationResult) -> str:
     if result.ceiling:
         c = result.ceiling
         rows.append((f"F / F_{c['method']}", f"{Interval.from_json(c['normalised_forget_quality']):.3f}  "
-                     f"(the ceiling: {c['method']} scores F = {Interval.from_json(c['forget_quality']):.4f} at this N)"))
+                     f"(the ceiling: {c['method']} scores F = {Interval.from_json(c['forget_quality']):.4f} "
+                     "at this N)"))
     elif result.method != CEILING:
-        rows.append((f"F / F_{CEILING}", "not measured: pass --ceiling to train N more references and score retraining"))
+        rows.append((f"F / F_{CEILING}",
+                     "not measured: pass --ceiling to train N more references and score retraining"))
     rows += [
-        ("N models", f"{result.num_models} (max measurable epsilon {result.metric_info['max_measurable_epsilon']:.0f})"),
+        ("N models",
+         f"{result.num_models} (max measurable epsilon {result.metric_info['max_measurable_epsilon']:.0f})"),
         ("mean epsilon", f"{result.metric_info['mean_epsilon']:.3f}"),
     ]
     width = 27
     header = f"{'':18s}{'unlearned':>{width}s}{'retrained':>{width}s}{'original':>11s}"
     lines = [f"{name:18s}{value}" for name, value in rows] + ["", header]
-    for label, key in (("retain accuracy", "retain_acc"), ("forget accuracy", "forget_acc"), ("test accuracy", "test_acc")):
+    for label, key in (("retain accuracy", "retain_acc"), ("forget accuracy", "forget_acc"),
+                       ("test accuracy", "test_acc")):
         lines.append(f"{label:18s}{format(iv[key], '.4f'):>{width}s}{format(iv['retrained_' + key], '.4f'):>{width}s}"
                      f"{result.original[key]:11.4f}")
     mia = result.mia
-    lines.append(f"{'MIA accuracy':18s}{mia['unlearned']:{width}.4f}{mia['retrained']:{width}.4f}{mia['original']:11.4f}")
+    lines.append(f"{'MIA accuracy':18s}{mia['unlearned']:{width}.4f}{mia['retrained']:{width}.4f}"
+                 f"{mia['original']:11.4f}")
     if "note" in mia:
         lines.append(f"{'':18s}MIA {mia['note']}")
     verdict = "passes" if t["passes_gate"] else "FAILS"

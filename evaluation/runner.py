@@ -209,7 +209,8 @@ def evaluate(make_method: Callable, method_name: str, zoo: Zoo, gate: float = 0.
         try:
             mine[run_seed] = run_method(make_method, zoo, run_seed, time_limit_s)
         except Exception as e:  # noqa: BLE001 - scoring out of memory, say: it fails this method on every rank
-            mine[run_seed] = e if isinstance(e, MethodFailed) else MethodFailed(f"run {run_seed}: {type(e).__name__}: {e}")
+            failure = e if isinstance(e, MethodFailed) else MethodFailed(f"run {run_seed}: {type(e).__name__}: {e}")
+            mine[run_seed] = failure
             break  # the method has failed: its other runs would not count
     everything = zoo.world.gather(mine)
     failures = [v for _, v in sorted(everything.items()) if isinstance(v, MethodFailed)]

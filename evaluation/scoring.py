@@ -78,7 +78,8 @@ def _predict_groups(states, images, num_classes, batch_size, group_size, small_c
         if group.single is not None:
             outs.append(predict_logits(group.single, images, batch_size)[None])
             continue
-        chunks = [group.forward_shared(images[s : s + batch_size]).float() for s in range(0, images.shape[0], batch_size)]
+        chunks = [group.forward_shared(images[s : s + batch_size]).float()
+                  for s in range(0, images.shape[0], batch_size)]
         outs.append(torch.cat(chunks, dim=1))
     return torch.cat(outs) if outs else torch.empty(0, images.shape[0], num_classes, device=images.device)
 

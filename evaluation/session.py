@@ -1,7 +1,8 @@
 """One evaluation command after its arguments are checked: the zoo for the data and
 profile, then one method (``evaluate_one``) or every method as a leaderboard
 (``run_leaderboard``, which with ``resume`` reuses reports made under the same
-conditions). ``main.py`` builds a ``Session`` and calls ``run``.
+conditions). ``main.py`` builds a ``Session`` and calls ``run``; it hands each method over
+as a ``Contestant``, so that the judge never imports ``methods``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pathlib
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -39,10 +40,18 @@ class RunFailed(Exception):
 
 
 @dataclass(frozen=True)
+class Contestant:
+    """One method as the caller hands it over: what builds it, and the values it runs with."""
+
+    make: Callable  # a fresh instance of the method, one per run
+    hyperparameters: dict = field(default_factory=dict)  # for the report, and what --resume compares
+
+
+@dataclass(frozen=True)
 class Session:
     """What one command evaluates, and how."""
 
-    methods: dict[str, Callable]  # name -> factory building the method; several for a leaderboard
+    methods: dict[str, Contestant]  # name -> the method; several for a leaderboard
     leaderboard: bool  # -m all: every method, the ceiling first, and leaderboard files
     device: torch.device
     profile: Profile
@@ -95,12 +104,12 @@ class Session:
                 raise RunFailed(f"{len(board['failures'])} of {len(board['rows'])} rows failed: "
                                 f"{', '.join(board['failures'])} (each reason in {self.out}/NAME/report.json)")
             return board
-        (name, make_method), = self.methods.items()
-        return evaluate_one(make_method, name, zoo, self.out, context, self.gate, progress, self.method_timeout,
+        (name, contestant), = self.methods.items()
+        return evaluate_one(contestant, name, zoo, self.out, context, self.gate, progress, self.method_timeout,
                             self.ceiling)
 
 
-def evaluate_one(make_method: Callable, name: str, zoo: Zoo, out: pathlib.Path, context: dict, gate: float,
+def evaluate_one(contestant: Contestant, name: str, zoo: Zoo, out: pathlib.Path, context: dict, gate: float,
                  progress: bool, time_limit_s: float | None, train_ceiling: bool) -> dict:
     """One method's evaluation, placed against the ceiling when the store holds it (or
     ``train_ceiling`` asks for it); its report in ``out/name``. A failure writes the failed
@@ -108,9 +117,9 @@ def evaluate_one(make_method: Callable, name: str, zoo: Zoo, out: pathlib.Path, 
     started = time.perf_counter()
     references = score_references(zoo)
     try:
-        result = evaluate(make_method, name, zoo, gate=gate, progress=progress, references=references,
+        result = evaluate(contestant.make, name, zoo, gate=gate, progress=progress, references=references,
                           time_limit_s=time_limit_s)
-        result.hyperparameters = hyperparameter_values(make_method)
+        result.hyperparameters = dict(contestant.hyperparameters)
     except MethodFailed as e:
         if zoo.world.is_main:
             write_failure(out / name, name, str(e), context)
@@ -123,20 +132,20 @@ def evaluate_one(make_method: Callable, name: str, zoo: Zoo, out: pathlib.Path, 
     return result.to_json() | context
 
 
-def run_leaderboard(methods: dict, zoo: Zoo, out: pathlib.Path, context: dict, gate: float, progress: bool,
-                    time_limit_s: float | None = None, resume: bool = False) -> dict:
+def run_leaderboard(methods: dict[str, Contestant], zoo: Zoo, out: pathlib.Path, context: dict, gate: float,
+                    progress: bool, time_limit_s: float | None = None, resume: bool = False) -> dict:
     """Every method against the same cached references; a failing method gets a failed row.
     The first row scores retraining as a method: the ceiling every method's report is placed
     against. With ``resume``, a method whose report in ``out`` matches this run is not run again.
     """
     references = score_references(zoo)
     results, failures, ceiling = [], {}, None
-    for name, make in [(CEILING, None)] + list(methods.items()):
+    for name, contestant in [(CEILING, None)] + list(methods.items()):
         started = time.perf_counter()
         # Rank 0 decides, for every rank: ranks comparing their own devices would split.
         # A method's report is reused only if it ran with the values it would run with now:
         # a changed default must not let an old result stand for the new method.
-        wanted = None if name == CEILING else hyperparameter_values(make)
+        wanted = None if name == CEILING else contestant.hyperparameters
         saved = zoo.world.from_main(lambda: reusable_result(out / name / "report.json", context, wanted)) if resume \
             else None
         if saved is not None:
@@ -147,14 +156,14 @@ def run_leaderboard(methods: dict, zoo: Zoo, out: pathlib.Path, context: dict, g
             ceiling = saved if name == CEILING else ceiling
             continue
         try:
-            if make is None:
+            if contestant is None:
                 result = ceiling = evaluate_retraining(zoo, gate, references)
             else:
-                result = evaluate(make, name, zoo, gate, progress, references, time_limit_s)
-                result.hyperparameters = hyperparameter_values(make)
+                result = evaluate(contestant.make, name, zoo, gate, progress, references, time_limit_s)
+                result.hyperparameters = dict(contestant.hyperparameters)
                 if ceiling is not None:
                     result.ceiling = versus_ceiling(result, ceiling)
-        except Exception as e:  # a broken method must not stop the others
+        except Exception as e:  # noqa: BLE001 - a broken method must not stop the others
             reason = str(e) if isinstance(e, MethodFailed) else f"{type(e).__name__}: {e}"
             if zoo.world.is_main:
                 print(f"{name} failed: {reason}", file=sys.stderr)
@@ -169,13 +178,6 @@ def run_leaderboard(methods: dict, zoo: Zoo, out: pathlib.Path, context: dict, g
         path = write_leaderboard(board, out, context)
         print(f"\n{markdown_table(board)}\n\nleaderboard: {path}")
     return {"rows": board.rows, "leaderboard": board, "failures": failures} | context
-
-
-def hyperparameter_values(make_method) -> dict:
-    """What the method's runs were built with (for the report)."""
-    from methods.hyperparameters import values
-
-    return values(make_method())
 
 
 def reusable_result(path: pathlib.Path, context: dict, hyperparameters: dict | None = None) -> EvaluationResult | None:

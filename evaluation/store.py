@@ -25,6 +25,12 @@ import numpy as np
 import torch
 
 
+# The version of what a model's key covers (the configs evaluation/zoo.py builds): bump it when
+# that changes. Older models are then named once and pruned on request, never silently retrained
+# beside. 2: device class, precision always, whole-data hash, pixels.
+KEY_VERSION = 2
+
+
 class CorruptCheckpoint(Exception):
     """A stored checkpoint whose bytes or contents do not match its record."""
 
@@ -59,7 +65,7 @@ class CheckpointStore:
             raise CorruptCheckpoint(f"checkpoint {weights} does not match its recorded hash")
         try:  # the bytes just checked, not the file again: another writer may have replaced it since
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - unpickling fails in many ways; each is a corrupt file
             raise CorruptCheckpoint(f"checkpoint {weights} cannot be loaded: {e}") from None
 
     def save(self, key: str, state_dict: dict, config: dict, manifest: bool = True, **info) -> dict:
@@ -144,7 +150,7 @@ class CheckpointStore:
         return target
 
 
-def prune(root, version: int) -> int:
+def prune(root, version: int = KEY_VERSION) -> int:
     """Delete the models of a key version below ``version`` (and their scores); returns how many."""
     store = CheckpointStore(root)
     older = store.older_models(version)
@@ -171,8 +177,6 @@ def _atomic_write(path: pathlib.Path, write) -> None:
 
 if __name__ == "__main__":
     import sys
-
-    from .zoo import KEY_VERSION
 
     if len(sys.argv) != 3 or sys.argv[1] != "prune":
         sys.exit("usage: python -m evaluation.store prune STORE  (deletes models an older kit version made)")

@@ -21,6 +21,10 @@ import os
 import signal
 import sys
 import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 WORKER_MEMORY = 4 * 2**30  # a process's share of GPU memory: CUDA context, the splits, a method's run
 MAX_WORKERS = 8
@@ -79,8 +83,8 @@ def launch(argv: list[str], workers: int, threads: int) -> int:
         rank, failure = e.get_first_failure()
         if failure.exitcode in (1, 2):
             return failure.exitcode
-        raise WorkerFailed(f"worker {rank} of {workers} died ({describe_exit(failure.exitcode)}); the store keeps every "
-                           "model already trained, and -m all --resume every method already scored") from None
+        raise WorkerFailed(f"worker {rank} of {workers} died ({describe_exit(failure.exitcode)}); the store keeps "
+                           "every model already trained, and -m all --resume every method already scored") from None
     return 0
 
 

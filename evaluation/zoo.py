@@ -26,14 +26,11 @@ from .distributed import World
 from .profiles import Profile
 from .retrain_clock import CLOCK_VERSION, STARTER_KIT_BATCH, extrapolate, machine_name, measure
 from .scoring import ModelScores, score_states
-from .store import CheckpointStore, CorruptCheckpoint, config_key
+from .store import KEY_VERSION, CheckpointStore, CorruptCheckpoint, config_key
 
 ORIGINAL_SEED_OFFSET = 0
 RETRAINED_SEED_OFFSET = 1000
 SCORING_VERSION = 1  # bump when the scores' inference path changes: every stored score is recomputed
-# Bump when what a model's key covers changes; a store's older models are then named once, not
-# silently retrained beside (store.KeyVersions). 2: device class, precision always, whole-data hash, pixels.
-KEY_VERSION = 2
 CUDA_GROUP_SIZE = 16  # references trained together on a GPU (benchmarks/RESULTS.md); one at a time on CPU
 
 

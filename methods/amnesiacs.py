@@ -41,7 +41,8 @@ class Amnesiacs(BaseMethod):
             logits = n(x)
             with torch.no_grad():
                 target = teacher(x)
-            return F.cross_entropy(logits, y) + soft_cross_entropy(logits, target, t) + distillation_kl(logits, target, t)
+            return (F.cross_entropy(logits, y) + soft_cross_entropy(logits, target, t)
+                    + distillation_kl(logits, target, t))
 
         train_epochs(net, val_loader, sgd(net, self.warmup_lr), self.warmup_epochs, loss_fn=warmup_loss)
         optimizer = sgd(net, self.lr)

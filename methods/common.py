@@ -17,7 +17,8 @@ def device_of(net: torch.nn.Module) -> torch.device:
 
 
 def sgd(net: torch.nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4, params=None):
-    return torch.optim.SGD(net.parameters() if params is None else params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.SGD(net.parameters() if params is None else params, lr=lr, momentum=momentum,
+                           weight_decay=weight_decay)
 
 
 def cross_entropy_loss(net, images, labels):
@@ -165,7 +166,8 @@ def accumulate_gradients(net, loader, loss_fn, train_mode: bool = True) -> dict[
     net.zero_grad(set_to_none=True)
     for images, labels in loader:
         loss_fn(net, images.to(device), labels.to(device)).backward()
-    grads = {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in net.named_parameters()}
+    grads = {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+             for n, p in net.named_parameters()}
     net.zero_grad(set_to_none=True)
     return grads
 

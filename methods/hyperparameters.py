@@ -55,7 +55,7 @@ def _hints(cls: type) -> dict:
     target = cls if _is_own_dataclass(cls) else cls.__init__
     try:
         return typing.get_type_hints(target)
-    except Exception:  # an annotation that does not resolve: the default's type stands in
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: the default's type stands in
         return {}
 
 

@@ -122,7 +122,8 @@ class SaliencyGuided(BaseMethod):
         if self.tolerance < 0:
             raise ValueError(f"tolerance is in standard errors and cannot be negative, got {self.tolerance}")
         if not 0 <= self.val_floor <= 1:
-            raise ValueError(f"val_floor is a share of the original's validation accuracy (0 to 1), got {self.val_floor}")
+            raise ValueError("val_floor is a share of the original's validation accuracy (0 to 1), "
+                             f"got {self.val_floor}")
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         budget = StepBudget(self.max_steps, self.time_budget)

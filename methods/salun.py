@@ -55,5 +55,6 @@ class SalUn(BaseMethod):
         for _ in range(self.epochs):
             for loader, loss_fn in ((forget_loader, random_label_loss), (retain_loader, None)):
                 kwargs = {"loss_fn": loss_fn} if loss_fn else {}
-                train_epoch(net, loader, optimizer, after_backward=frozen.mask_gradients, after_step=after_step, **kwargs)
+                train_epoch(net, loader, optimizer, after_backward=frozen.mask_gradients, after_step=after_step,
+                            **kwargs)
         net.eval()

@@ -1,10 +1,13 @@
 import os
 import pathlib
+import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10_jpeg.npz"
+# Benchmarks find the kit through their folder's _checkout.py, as when run as scripts.
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _has_cuda() -> bool:
@@ -15,6 +18,18 @@ def _has_cuda() -> bool:
 
 # The CUDA engine checks need a GPU; CI has none, so there they are not collected at all.
 collect_ignore = [] if _has_cuda() else ["test_cuda.py"]
+# Tests that need the shared trained zoo, the smoke store or the competition's input folder
+# take seconds to minutes each: slow (``-m "not slow"`` leaves them out). The other slow tests
+# are marked where they are defined.
+SLOW_FIXTURES = {"mini_zoo", "smoke_store", "competition_input"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 # A test's device parameter: the CPU always, CUDA (marked ``cuda``) where a GPU is present.
 DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.cuda)] if _has_cuda() else [])
 
@@ -45,6 +60,13 @@ def cifar():
     from data import load_cifar10
 
     return load_cifar10(cifar_path(), download=False)
+
+
+def contestants(**factories) -> dict:
+    """Methods as main.py hands them to a session: each factory with the values it builds."""
+    from main import contestant
+
+    return {name: contestant(make) for name, make in factories.items()}
 
 
 def tiny_loader(n: int, seed: int, batch: int = 16):

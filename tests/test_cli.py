@@ -92,10 +92,12 @@ def test_a_broken_method_file_is_named_and_the_others_still_list_and_run(tmp_pat
                        "ModuleNotFoundError: No module named 'no_such_module_here'")
     # a working method still resolves; the broken file gets one warning line
     args = main.parse_args(["-m", "finetune", "--profile", "smoke"])
-    factories, _, _ = main.resolve_run(args)
-    assert list(factories) == ["finetune"] and factories["finetune"]().__class__.__name__ == "Finetune"
+    contestants, _, _ = main.resolve_run(args)
+    assert list(contestants) == ["finetune"] and contestants["finetune"].make().__class__.__name__ == "Finetune"
+    assert contestants["finetune"].hyperparameters == {"epochs": 5, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
     assert "warning: methods/zz_broken.py cannot be imported" in capsys.readouterr().err
     # under -m all it is a failed row
-    factories, _, _ = main.resolve_run(main.parse_args(["-m", "all", "--profile", "smoke"]))
+    contestants, _, _ = main.resolve_run(main.parse_args(["-m", "all", "--profile", "smoke"]))
+    assert contestants["zz_broken"].hyperparameters == {}
     with pytest.raises(ImportError, match="methods/zz_broken.py cannot be imported"):
-        factories["zz_broken"]()
+        contestants["zz_broken"].make()

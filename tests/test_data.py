@@ -130,7 +130,8 @@ def test_crop_flip_matches_a_per_image_crop():
     # Each output is a 32x32 window of the padded image (possibly mirrored), so a
     # tagged image shows exactly where its window came from.
     n = 256
-    images = torch.arange(32 * 32, dtype=torch.float32).view(1, 1, 32, 32).repeat(n, 3, 1, 1) + 10000 * torch.arange(n).view(n, 1, 1, 1)
+    pattern = torch.arange(32 * 32, dtype=torch.float32).view(1, 1, 32, 32).repeat(n, 3, 1, 1)
+    images = pattern + 10000 * torch.arange(n).view(n, 1, 1, 1)
     labels = torch.arange(n)
     out = random_crop_flip(images, torch.Generator().manual_seed(0))
     assert out.shape == images.shape

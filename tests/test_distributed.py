@@ -5,6 +5,7 @@ import datetime
 import json
 import time
 
+import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -62,6 +63,7 @@ def _both_ranks(rank: int, init_file: str, out_dir: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_an_error_on_one_rank_reaches_both_without_a_hang_and_rank_0_decides(tmp_path):
     mp.spawn(_both_ranks, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -170,6 +170,7 @@ def test_reduced_precision_training_follows_fp32(precision, monkeypatch):
     assert all(torch.isfinite(v.float()).all() for v in low[0].values())
 
 
+@pytest.mark.slow
 def test_compiled_training_equals_eager():
     """``compile=True`` trains the same model (the GPU speed option; on CPU it is slower)."""
     from torch._dynamo.utils import counters

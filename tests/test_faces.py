@@ -97,6 +97,7 @@ def test_missing_layout_is_a_clear_error(tmp_path):
         load_faces(tmp_path)
 
 
+@pytest.mark.slow
 def test_main_runs_on_a_faces_directory(faces_dir, tmp_path, capsys):
     argv = ["-m", "finetune", "--dataset", "faces", "--data", str(faces_dir), "--profile", "smoke",
             "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), "--no-progress", "--set", "epochs=1"]

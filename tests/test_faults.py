@@ -18,7 +18,7 @@ from evaluation import session
 from evaluation.leaderboard import Row
 from evaluation.report import read_report
 from methods import BaseMethod
-from tests.conftest import REPO, cifar_path
+from tests.conftest import REPO, cifar_path, contestants
 
 SMOKE = ["-m", "finetune", "--profile", "smoke", "--no-progress"]
 
@@ -63,6 +63,7 @@ def two_workers(tmp_path_factory):
     return tmp, runs
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_numbers_of_one_process(two_workers):
     """Each worker trains and runs its share; the report equals a single process's."""
     tmp, runs = two_workers
@@ -86,6 +87,7 @@ def test_two_workers_give_the_numbers_of_one_process(two_workers):
     assert runs["two"].stdout.count("report:") == 1
 
 
+@pytest.mark.slow
 def test_a_worker_past_its_time_limit_fails_the_method_and_leaves_no_process(two_workers):
     tmp, _ = two_workers
     out = tmp / "timeout"
@@ -99,6 +101,7 @@ def test_a_worker_past_its_time_limit_fails_the_method_and_leaves_no_process(two
     assert _processes_mentioning(str(out)) == []
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_others_with_a_one_line_reason(two_workers):
     tmp, _ = two_workers
     out = tmp / "killed"
@@ -118,6 +121,7 @@ def test_a_killed_worker_stops_the_others_with_a_one_line_reason(two_workers):
     assert _processes_mentioning(str(out)) == []
 
 
+@pytest.mark.slow
 def test_killed_zoo_training_resumes_without_loss(cifar, tmp_path):
     """main.py killed while it trains references; the same store then completes the zoo
     (here by the zoo directly, without the runs that would follow) reusing every model
@@ -128,7 +132,8 @@ def test_killed_zoo_training_resumes_without_loss(cifar, tmp_path):
     from evaluation.zoo import SplitTensors, Zoo
 
     store = tmp_path / "store"
-    argv = [sys.executable, "main.py", *SMOKE, "--num-models", "4", "--out", str(tmp_path / "out"), "--store", str(store)]
+    argv = [sys.executable, "main.py", *SMOKE, "--num-models", "4", "--out", str(tmp_path / "out"),
+            "--store", str(store)]
     proc = subprocess.Popen(argv, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and len([p for p in store.glob("*.json") if p.name != "manifest.json"]) < 3:
@@ -196,7 +201,7 @@ class Shrinks(BaseMethod):
 def test_hanging_method_fails_after_its_time_limit_and_the_run_goes_on(mini_zoo, tmp_path):
     context = {"profile": mini_zoo.profile.to_json(), "gate": 0.2, "environment": {"device": "cpu"}}
     started = time.time()
-    result = session.run_leaderboard({"hangs": Hangs, "shrinks": Shrinks}, mini_zoo, tmp_path, context, gate=0.2,
+    result = session.run_leaderboard(contestants(hangs=Hangs, shrinks=Shrinks), mini_zoo, tmp_path, context, gate=0.2,
                                      progress=False, time_limit_s=5.0)
     rows = {r.method: r for r in result["rows"]}
     assert rows["hangs"].status == "failed" and "time limit of 5 s" in rows["hangs"].error

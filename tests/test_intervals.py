@@ -15,6 +15,7 @@ def _side(points, accs):
     return SideScores(points, {k: np.asarray(accs, dtype=float) for k in ACCURACIES})
 
 
+@pytest.mark.slow
 def test_f_interval_covers_the_expected_f_at_about_its_nominal_rate():
     """40 evaluations of 25 examples at N = 8, methods shifted by 0.5 sd, a share ``rho`` of
     every model's deviation common to all examples (resampling examples alone covers 0.78 here):

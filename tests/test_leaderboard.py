@@ -10,6 +10,7 @@ from evaluation import session
 from evaluation.leaderboard import Row, markdown_table, ranked
 from methods import BaseMethod
 from methods.finetune import Finetune
+from tests.conftest import contestants
 
 
 class Raises(BaseMethod):
@@ -54,7 +55,7 @@ def test_ranking_puts_failures_last():
 
 
 def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
-    methods = {"raises": Raises, "leaves_nan": LeavesNaN, "finetune": gentle}
+    methods = contestants(raises=Raises, leaves_nan=LeavesNaN, finetune=gentle)
     context = {"profile": mini_zoo.profile.to_json(), "gate": 0.2, "environment": {"device": "cpu"}}
     result = session.run_leaderboard(methods, mini_zoo, tmp_path, context, gate=0.2, progress=False)
     rows = {r.method: r for r in result["rows"]}
@@ -74,7 +75,8 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     assert f"seconds per run / {rows['retrain'].unlearn_seconds:.1f} s" in board
     assert (tmp_path / "finetune" / "report.json").exists() and result["failures"].keys() == {"raises", "leaves_nan"}
     failed = json.loads((tmp_path / "raises" / "report.json").read_text())
-    assert failed["status"] == "failed" and "boom" in failed["reason"] and not (tmp_path / "raises" / "report.png").exists()
+    assert failed["status"] == "failed" and "boom" in failed["reason"]
+    assert not (tmp_path / "raises" / "report.png").exists()
     ran_with = next(r for r in saved["rows"] if r["method"] == "finetune")["hyperparameters"]
     assert ran_with == {k: getattr(gentle(), k) for k in ("epochs", "lr", "momentum", "weight_decay")}
 
@@ -104,13 +106,16 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
     context = {"report_version": session.REPORT_VERSION, "profile": mini_zoo.profile.to_json(), "gate": 0.2, "seed": 0,
                "run_seeds": [0, 1, 2],
                "data": {"fingerprint": mini_zoo.data.fingerprint()}, "environment": {"device": "cpu"}}
-    first = {r.method: r for r in session.run_leaderboard({"finetune": gentle}, mini_zoo, tmp_path, context, gate=0.2,
-                                                        progress=False)["rows"]}
+
+    def board(make, conditions=context, **options):
+        return session.run_leaderboard(contestants(finetune=make), mini_zoo, tmp_path, conditions, gate=0.2,
+                                       progress=False, **options)
+
+    first = {r.method: r for r in board(gentle)["rows"]}
     raising = gentle_then_raises
     # The method now raises (with gentle's values), so a finetune row that is still ok can
     # only come from the saved report.
-    again = {r.method: r for r in session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context, gate=0.2,
-                                                        progress=False, resume=True)["rows"]}
+    again = {r.method: r for r in board(raising, resume=True)["rows"]}
     assert again["finetune"] == first["finetune"] and again["retrain"] == first["retrain"]
     assert "finetune: reusing" in capsys.readouterr().out
     # A report from before the models' shared offsets is reused, its intervals recomputed and saved.
@@ -120,28 +125,23 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
     stale = report | {"metric_info": {k: v for k, v in report["metric_info"].items() if k != "shared_shift"},
                       "intervals": report["intervals"] | {"forget_quality": {"value": 0.5, "low": 0.0, "high": 1.0}}}
     report_path.write_text(json.dumps(stale))
-    refreshed = session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
-                                     resume=True)
+    refreshed = board(raising, resume=True)
     assert {r.method: r.status for r in refreshed["rows"]}["finetune"] == "ok"
     rewritten = json.loads(report_path.read_text())
     assert rewritten["intervals"] == report["intervals"] and rewritten["metric_info"] == report["metric_info"]
     # A report from before intervals and the ceiling existed is not reused.
     report_path.write_text(json.dumps({k: v for k, v in report.items() if k not in ("intervals", "ceiling")}))
-    older = session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
-                                 resume=True)
+    older = board(raising, resume=True)
     assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
     report_path.write_text(json.dumps(report | {"report_version": 1}))
-    older = session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
-                                 resume=True)
+    older = board(raising, resume=True)
     assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
     # A report made with other values (as after a change of a default) is not reused.
     report_path.write_text(json.dumps(report))
-    changed = session.run_leaderboard({"finetune": Raises}, mini_zoo, tmp_path, context, gate=0.2, progress=False,
-                                   resume=True)
+    changed = board(Raises, resume=True)
     assert {r.method: r.status for r in changed["rows"]}["finetune"] == "failed"
     # Reports made under other conditions (here: other run seeds) are not reused.
-    other = session.run_leaderboard({"finetune": raising}, mini_zoo, tmp_path, context | {"run_seeds": [0]}, gate=0.2,
-                                 progress=False, resume=True)
+    other = board(raising, context | {"run_seeds": [0]}, resume=True)
     assert {r.method: r.status for r in other["rows"]}["finetune"] == "failed"
 
 

@@ -37,8 +37,8 @@ def test_method_runs_changes_weights_and_stays_finite(name, device, tiny):
     original, *loaders = tiny
     net = copy.deepcopy(original).to(device)
     if device != "cpu":  # as the evaluation hands them out: the split already on the device
-        loaders = [make_loader(*(t.to(device) for t in l.dataset.tensors), l.batch_size, shuffle=True, seed=k)
-                   for k, l in enumerate(loaders)]
+        loaders = [make_loader(*(t.to(device) for t in loader.dataset.tensors), loader.batch_size, shuffle=True,
+                               seed=k) for k, loader in enumerate(loaders)]
     retain, forget, val = loaders
     torch.manual_seed(0)
     assert all_method_handlers()[name]().run(net, retain, forget, val) is None
@@ -87,7 +87,8 @@ def test_sebastian_prunes_99_percent_and_reinitialises(tiny):
     net = copy.deepcopy(tiny[0])
     before = _params(net)
     Sebastian().prune_and_reinitialise(net)
-    names = [f"{n}.weight" for n, m in net.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))] + ["fc.bias"]
+    layers = (torch.nn.Conv2d, torch.nn.Linear)
+    names = [f"{n}.weight" for n, m in net.named_modules() if isinstance(m, layers)] + ["fc.bias"]
     total = sum(before[n].numel() for n in names)
     params = dict(net.named_parameters())
     moved = sum((params[n] != before[n]).sum().item() for n in names)

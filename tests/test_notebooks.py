@@ -1,6 +1,9 @@
 """Every method exported as the Kaggle notebook, and really executed on a synthetic faces set."""
 
+import ast
 import os
+import subprocess
+import sys
 import zipfile
 
 import nbformat
@@ -12,7 +15,7 @@ from nbclient import NotebookClient
 import notebook_utils as nu
 from data.faces import write_synthetic_faces
 from methods import all_method_handlers
-from tests.fixtures import clashing_helpers, helper_method, starter_kit_method
+from tests.fixtures import checkout_imports, clashing_helpers, helper_method, starter_kit_method
 
 N_CHECKPOINTS = 2
 # Methods whose default budget is long on this tiny set run with a smaller one (exported by
@@ -68,7 +71,8 @@ def test_every_method_exports_validates_and_runs(competition_input, tmp_path, mo
         setup, method_and_run = notebook.cells[:method_at], notebook.cells[method_at:]
         if combined is None:
             combined = nbformat.v4.new_notebook(metadata=notebook.metadata, cells=setup)
-        folders = f"CHECKPOINT_DIR = {str(tmp_path / name / 'tmp')!r}\nOUTPUT_DIR = {str(tmp_path / name / 'working')!r}"
+        folders = (f"CHECKPOINT_DIR = {str(tmp_path / name / 'tmp')!r}\n"
+                   f"OUTPUT_DIR = {str(tmp_path / name / 'working')!r}")
         combined.cells += [nbformat.v4.new_code_cell(folders), *method_and_run]
     execute(combined, competition_input, tmp_path, monkeypatch, count=1)
     for name in names:
@@ -118,6 +122,41 @@ def test_exported_code_keeps_scopes_properties_state_and_comments():
     exec(code, namespace)
     namespace["unlearning"](None, None, None, None)
     assert namespace["STATE"]["log"] == [(5, 3, 0.02)]
+
+
+@pytest.mark.slow
+def test_helpers_from_anywhere_in_the_checkout_are_copied_never_imported(tmp_path):
+    """A helper from training/ (not only methods/) comes into the cell as code, and the cell runs
+    where no module of the checkout can be imported, as on Kaggle."""
+    code = nu.export_class_code(checkout_imports.CosineFinetune, "cosine_finetune")
+    imported = {alias.name if isinstance(node, ast.Import) else node.module
+                for node in ast.walk(ast.parse(code)) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names}
+    assert imported == {"math", "torch", "torch.nn.functional"}
+    assert "def cosine_factor(step: int, total_steps: int)" in code and "def sgd(" in code
+    run = code + """
+import sys, torch, torchvision
+torch.manual_seed(0)
+net = torchvision.models.resnet18(num_classes=10)
+before = net.fc.weight.clone()
+batch = (torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))
+unlearning(net, [batch, batch, batch], [batch], [batch])
+kit = sorted({m.split(".")[0] for m in sys.modules} & {"training", "methods", "data"})
+print(not torch.equal(before, net.fc.weight), kit)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", run], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "[]"], "it trains, and imports no module of the checkout"
+
+
+@pytest.mark.parametrize("cls, message", [
+    (checkout_imports.ModuleAttribute, r"uses the module training\.recipe as 'recipe'; the notebook cannot import it"),
+    (checkout_imports.LocalImport, r"the exported code imports training\.recipe \(line \d+ of the cell\)"),
+])
+def test_an_import_of_the_checkout_that_cannot_be_copied_is_refused(cls, message):
+    with pytest.raises(nu.ExportError, match=message):
+        nu.export_class_code(cls)
 
 
 def test_two_helpers_of_one_name_are_refused():

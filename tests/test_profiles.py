@@ -8,6 +8,7 @@ from evaluation.scoring import accuracy, predict_logits_many
 from training.engine import train_models
 
 
+@pytest.mark.slow
 def test_cpu_recipe_memorises_a_slice_of_real_cifar(cifar):
     """The cpu profile's original recipe on 512 real images: train accuracy at least 0.95
     (the competition's regime), and well above chance on unseen images."""

@@ -48,6 +48,7 @@ def test_measure_times_windows_at_the_starter_kits_batch_and_keeps_the_median(ci
     assert reading.others_cores is not None and reading.others_cores >= 0  # Linux: /proc is read
 
 
+@pytest.mark.slow
 def test_a_reading_taken_while_another_process_computes_is_flagged_busy(cifar):
     burner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 120: pass"])
     try:

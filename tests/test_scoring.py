@@ -43,6 +43,7 @@ def _assert_same(a: ModelScores, b: ModelScores):
         np.testing.assert_array_equal(value, b.to_arrays()[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_training_scores_each_group_once_and_evaluations_read_them_back(tiny_zoo, inference_calls, monkeypatch):
     first = score_references(tiny_zoo)
     sizes = {"retain": 180, "forget": 20, "test": 50}

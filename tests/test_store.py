@@ -125,7 +125,7 @@ def test_keys_separate_device_class_and_precision_and_older_versions_are_named_o
     import dataclasses
 
     from evaluation.store import prune
-    from evaluation.zoo import KEY_VERSION
+    from evaluation.store import KEY_VERSION
 
     config = mini_zoo._retrained_config(0)
     assert config["key_version"] == KEY_VERSION and config["device"] == "cpu" and config["precision"] == "fp32"

@@ -77,7 +77,8 @@ class ModelGroup:
         self.single = models[0] if self.size == 1 else None
         if compile and self.single is None:
             raise ValueError("compile applies to a group of one model (fuse=1)")
-        self._single_call = torch.compile(self.single, dynamic=False) if compile else self.single  # a graph per batch shape
+        # compiled: one graph per batch shape
+        self._single_call = torch.compile(self.single, dynamic=False) if compile else self.single
         if self.single is not None:  # nothing to stack: the module is trained as it is
             return
         self.base = copy.deepcopy(models[0]).to("meta")
@@ -233,7 +234,8 @@ class Batches:
         plans = []
         for g in self.generators:
             order = torch.randperm(n, generator=g, device=device)
-            crops = draw_crop_flip(n, g, CROP_PADDING) if self.augment else torch.zeros(3, n, dtype=torch.long, device=device)
+            crops = (draw_crop_flip(n, g, CROP_PADDING) if self.augment
+                     else torch.zeros(3, n, dtype=torch.long, device=device))
             plans.append(torch.cat([order[None], crops]))
         return torch.stack(plans, dim=1)
 

@@ -63,7 +63,8 @@ class SmallInputConv2d(torch.nn.Conv2d):
             new.bias = torch.nn.Parameter(conv.bias.detach().clone(), requires_grad=conv.bias.requires_grad)
         new.input_size = tuple(input_size)
         selection, new.output_size = tap_selection(conv.kernel_size, conv.stride, conv.padding, new.input_size)
-        new.register_buffer("selection", selection.to(conv.weight.device, conv.weight.dtype, copy=True), persistent=False)
+        new.register_buffer("selection", selection.to(conv.weight.device, conv.weight.dtype, copy=True),
+                            persistent=False)
         new.train(conv.training)
         return new
 
@@ -100,7 +101,8 @@ def convs_as_matmuls(model: torch.nn.Module, image_shape: tuple) -> list[str]:
     def record(module, args):  # returns None: a pre-hook's return value would replace the inputs
         sizes.setdefault(module, tuple(args[0].shape[-2:]))
 
-    hooks = [module.register_forward_pre_hook(record) for module in model.modules() if isinstance(module, torch.nn.Conv2d)]
+    hooks = [module.register_forward_pre_hook(record) for module in model.modules()
+             if isinstance(module, torch.nn.Conv2d)]
     was_training = model.training
     first = next(model.parameters())
     try:

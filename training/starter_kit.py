@@ -64,11 +64,13 @@ def train(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, seed: int
     """
     device = torch.device(device)
     torch.manual_seed(seed)  # the loader's shuffling and the transforms' draws
-    loader = torch.utils.data.DataLoader(_PilImages(images, labels, recipe.augment, pixels), batch_size=recipe.batch_size,
-                                         shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(_PilImages(images, labels, recipe.augment, pixels),
+                                         batch_size=recipe.batch_size, shuffle=True, num_workers=workers,
+                                         persistent_workers=workers > 0)
     num_classes = num_classes or int(labels.max()) + 1
     model = make_model(num_classes, seed=seed).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay)
     total = recipe.epochs * len(loader)
     if total <= warmup or (max_steps is not None and max_steps <= warmup):
         raise ValueError(f"nothing to time: {min(total, max_steps or total)} steps with {warmup} of warm-up")
