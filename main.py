@@ -34,6 +34,8 @@ class WorkersExited(Exception):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from evaluation.profiles import PROFILES
+    from evaluation.retrain_clock import GATE
     from training.precision import PRECISIONS
 
     p = argparse.ArgumentParser(description="Run an unlearning method against the local evaluation.")
@@ -42,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="with -m NAME: a hyperparameter of the method, typed from its declaration (repeatable; "
                         "tuples as a,b,c; none for an optional value; see --list)")
-    p.add_argument("--profile", help="smoke | quick | dev | full (default: quick on CPU, dev on GPU)")
+    p.add_argument("--profile", help=f"{' | '.join(PROFILES)} (default: quick on CPU, dev on GPU)")
     p.add_argument("--num-models", type=int, help="N: unlearning runs and retrained references (>= 3)")
     p.add_argument("--seed", type=int, default=0, help="split seed: forget set, val/test halves, subsets")
     p.add_argument("--dataset", default="cifar10", help="cifar10 | faces (the competition's CSV + images layout)")
@@ -51,7 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "results"), help="results folder (default: results/)")
     p.add_argument("--store", default=str(REPO / "checkpoints"), help="checkpoint store (default: checkpoints/)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when present)")
-    p.add_argument("--gate", type=float, default=0.2, help="efficiency gate: max unlearn/retrain time ratio")
+    p.add_argument("--gate", type=float, default=GATE, help=f"efficiency gate: max unlearn/retrain time ratio "
+                   f"(default: {GATE:g}, the competition's)")
     p.add_argument("--method-timeout", type=float, default=None,
                    help="seconds one unlearning run may take before the method is recorded as failed")
     p.add_argument("--workers", type=int,

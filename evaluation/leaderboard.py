@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from .comparison import CEILING, difference, paired_differences, replicates_of, versus_ceiling
 from .intervals import CONFIDENCE, RESAMPLES, Interval
 from .report import json_text, write_atomically
+from .retrain_clock import GATE
 from .runner import EvaluationResult
 
 BASELINE = "finetune"  # the competition's baseline: every row's paired difference is taken against it
@@ -171,7 +172,7 @@ def explanation(board: Leaderboard, context: dict) -> str:
     retrain = next((r.retrain_seconds for r in board.rows if r.status == "ok"), None)
     if retrain is not None:
         lines.append(f"time ratio: seconds per run / {retrain:.1f} s, one retraining from scratch the starter kit's "
-                     f"way on this machine; the gate is {context.get('gate', 0.2):.0%}.")
+                     f"way on this machine; the gate is {context.get('gate', GATE):.0%}.")
     return "\n".join(lines)
 
 
@@ -189,11 +190,11 @@ def write_leaderboard(board: Leaderboard, out_dir, context: dict) -> pathlib.Pat
     payload = {"rows": [asdict(r) for r in ranked(board.rows)], "pairs": board.pairs, "baseline": board.baseline,
                "ceiling": board.ceiling, "intervals": {"confidence": CONFIDENCE, "resamples": RESAMPLES}} | context
     write_atomically(out / "leaderboard.json", json_text(payload))
-    plot_leaderboard(board, out / "leaderboard.png", context.get("gate", 0.2))
+    plot_leaderboard(board, out / "leaderboard.png", context.get("gate", GATE))
     return out / "leaderboard.md"
 
 
-def plot_leaderboard(board: Leaderboard, path, gate: float = 0.2) -> None:
+def plot_leaderboard(board: Leaderboard, path, gate: float = GATE) -> None:
     """Left: each method's final score with its interval, the baseline's and the ceiling's
     values as lines. Right: forget quality (with its interval) against cost, the gate a line."""
     import matplotlib

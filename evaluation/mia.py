@@ -9,8 +9,6 @@ the forget set from unseen data.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 
 
 def simple_mia(forget_losses, test_losses, n_splits: int = 10, random_state: int = 0) -> float:
@@ -19,6 +17,11 @@ def simple_mia(forget_losses, test_losses, n_splits: int = 10, random_state: int
     The two sides are balanced by subsampling the larger one with a generator seeded
     by ``random_state``, so the chance level is exactly 0.5.
     """
+    # here, not at the top: scikit-learn takes 1.5 s to import, which a process that never
+    # scores (a worker rank, --list, the exporter) should not pay
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+
     forget = _losses("forget_losses", forget_losses)
     test = _losses("test_losses", test_losses)
     if min(forget.size, test.size) < n_splits:

@@ -29,6 +29,7 @@ from . import metric, shared_shift
 from .comparison import intervals_of, shift_of
 from .intervals import CONFIDENCE, RESAMPLES, SEED
 from .mia import simple_mia
+from .retrain_clock import GATE
 from .scoring import ModelScores, score_model
 from .zoo import SplitTensors, Zoo
 
@@ -194,7 +195,7 @@ def _score_retrained(zoo: Zoo, indices) -> tuple[list, list]:
     return [everything[i][0] for i in indices], [everything[i][1] for i in indices]
 
 
-def evaluate(make_method: Callable, method_name: str, zoo: Zoo, gate: float = 0.2, progress: bool = True,
+def evaluate(make_method: Callable, method_name: str, zoo: Zoo, gate: float = GATE, progress: bool = True,
              references: References | None = None, time_limit_s: float | None = None) -> EvaluationResult:
     """Score ``method_name`` over ``zoo.profile.num_models`` runs; returns an EvaluationResult.
 
@@ -231,7 +232,7 @@ def evaluate(make_method: Callable, method_name: str, zoo: Zoo, gate: float = 0.
     return result
 
 
-def evaluate_retraining(zoo: Zoo, gate: float = 0.2, references: References | None = None) -> EvaluationResult:
+def evaluate_retraining(zoo: Zoo, gate: float = GATE, references: References | None = None) -> EvaluationResult:
     """Retraining from scratch scored as if it were a method: N more references.
 
     They use model seeds the references do not, so the row shows what a perfect

@@ -24,6 +24,7 @@ from .distributed import World, rank_device
 from .leaderboard import build, markdown_table, write_leaderboard
 from .profiles import Profile
 from .report import environment, json_text, read_report, write_failure, write_report, write_result
+from .retrain_clock import GATE
 from .runner import (EvaluationResult, MethodFailed, evaluate, evaluate_retraining, measured_ceiling,
                      refresh_intervals, score_references)
 from .store import CheckpointStore
@@ -58,7 +59,7 @@ class Session:
     out: pathlib.Path
     store: pathlib.Path
     seed: int = 0
-    gate: float = 0.2
+    gate: float = GATE
     progress: bool = True
     precision: str | None = None
     remeasure_clock: bool = False
