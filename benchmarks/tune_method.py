@@ -33,7 +33,7 @@ import _checkout  # noqa: F401 - the kit's checkout on sys.path
 from data import load_dataset
 from evaluation.distributed import close_world, init_world
 from evaluation.profiles import PROFILES
-from evaluation.runner import run_method
+from evaluation.runner import Sandbox, run_method
 from evaluation.session import Session
 from main import contestant
 from methods import all_method_handlers
@@ -65,10 +65,11 @@ def row_name(method: str, settings: list[str]) -> str:
 def look(factories: dict, zoo, runs: int) -> dict:
     """Each row ``runs`` times from the original: accuracies, seconds, the log's last round."""
     rows = {}
+    sandbox = Sandbox(zoo.original()[0], zoo.tensors, zoo.profile.loader_batch_size)
     for name, make in factories.items():
         rows[name] = []
         for seed in range(runs):
-            scores, seconds, log = run_method(make, zoo, seed)
+            scores, seconds, log = run_method(make, sandbox, seed)
             end = {k: log[-1].get(k) for k in ("round", "auc", "stop")} if log else {}
             rows[name].append({"retain_acc": scores.retain_acc, "forget_acc": scores.forget_acc,
                                "test_acc": scores.test_acc, "seconds": seconds} | end)

@@ -13,9 +13,10 @@ import functools
 
 import numpy as np
 
-from . import metric, shared_shift
+from . import metric
 from .intervals import (ACCURACIES, Bootstrap, Interval, SharedShift, SideScores, difference_interval, ratio_interval,
                         score_intervals)
+from .result import Ceiling, Result, Side
 
 CEILING = "retrain"  # the leaderboard row that scores retraining as a method
 
@@ -26,28 +27,17 @@ def bootstrap_plan(n_examples: int, n_models: int) -> Bootstrap:
     return Bootstrap(n_examples, n_models)
 
 
-def sides(epsilons, num_models: int, unlearned: dict, retrained: dict,
+def sides(epsilons, num_models: int, unlearned: Side, retrained: Side,
           shift: SharedShift | None = None) -> tuple[SideScores, SideScores]:
     """A result's two sides as the bootstrap sees them: per-example points, per-model
     accuracies and the method's shared offsets (``shared_shift.measure``)."""
     points = metric.epsilon_points(np.asarray(epsilons, dtype=np.float64), num_models)
-    method = SideScores(points, {k: np.asarray(unlearned[f"{k}_per_model"], dtype=np.float64) for k in ACCURACIES},
-                        shift)
-    references = SideScores(None, {k: np.asarray(retrained[f"{k}_per_model"], dtype=np.float64) for k in ACCURACIES})
+    method = SideScores(points, {k: unlearned.per_model(k) for k in ACCURACIES}, shift)
+    references = SideScores(None, {k: retrained.per_model(k) for k in ACCURACIES})
     return method, references
 
 
-def shift_of(result) -> SharedShift | None:
-    """The shared offsets a result was scored with; measured from its confidences when its
-    report predates them."""
-    if "shared_shift" in result.metric_info:
-        saved = result.metric_info["shared_shift"]
-        return None if saved is None else SharedShift.from_json(saved)
-    return shared_shift.measure(result.unlearned["forget_confs"], result.retrained["forget_confs"],
-                               epsilons=result.epsilons)
-
-
-def _resampled(method_name: str, epsilons, num_models: int, unlearned: dict, retrained: dict,
+def _resampled(method_name: str, epsilons, num_models: int, unlearned: Side, retrained: Side,
                shift: SharedShift | None):
     """``(method side, reference side, replicates)`` of one result's numbers."""
     method, references = sides(epsilons, num_models, unlearned, retrained, shift)
@@ -55,44 +45,44 @@ def _resampled(method_name: str, epsilons, num_models: int, unlearned: dict, ret
     return method, references, plan.replicates(method_name, method, references)
 
 
-def replicates_of(results: list) -> dict:
+def replicates_of(results: list[Result]) -> dict:
     """Each result's bootstrap replicates by method name: computed once, shared by every comparison."""
-    return {r.method: _resampled(r.method, r.epsilons, r.num_models, r.unlearned, r.retrained, shift_of(r))[2]
+    return {r.method: _resampled(r.method, r.epsilons, r.num_models, r.unlearned, r.retrained, r.shared_shift)[2]
             for r in results}
 
 
-def intervals_of(method_name: str, epsilons, num_models: int, unlearned: dict, retrained: dict,
+def intervals_of(method_name: str, epsilons, num_models: int, unlearned: Side, retrained: Side,
                  forget_quality: float, final_score: float, shift: SharedShift | None = None) -> dict[str, Interval]:
     """95% intervals of F, the final score and the mean accuracies of both sides."""
     method, references, reps = _resampled(method_name, epsilons, num_models, unlearned, retrained, shift)
     return score_intervals(method, references, reps, forget_quality, final_score)
 
 
-def _check_comparable(a, b) -> None:
+def _check_comparable(a: Result, b: Result) -> None:
     """Paired intervals need the same forget examples and the same references."""
     same = (a.num_models == b.num_models and len(a.epsilons) == len(b.epsilons)
-            and all(np.array_equal(a.retrained[f"{k}_per_model"], b.retrained[f"{k}_per_model"]) for k in ACCURACIES))
+            and all(np.array_equal(a.retrained.per_model(k), b.retrained.per_model(k)) for k in ACCURACIES))
     if not same:
         raise ValueError(f"{a.method} and {b.method} were not scored against the same references and forget set")
 
 
-def versus_ceiling(result, ceiling, replicates: dict | None = None) -> dict:
+def versus_ceiling(result: Result, ceiling: Result, replicates: dict | None = None) -> Ceiling:
     """``result`` placed against ``ceiling`` (retraining scored as a method) on the same references;
     ``replicates`` (``replicates_of``) when the caller already has them."""
     _check_comparable(result, ceiling)
     replicates = replicates or replicates_of([result, ceiling])
     reps, ceiling_reps = replicates[result.method], replicates[ceiling.method]
-    return {
-        "method": ceiling.method,
-        "forget_quality": Interval.from_json(ceiling.intervals["forget_quality"]).to_json(),
-        "normalised_forget_quality": ratio_interval(result.forget_quality, ceiling.forget_quality,
-                                                    reps.forget_quality, ceiling_reps.forget_quality).to_json(),
-        "forget_quality_difference": difference_interval(result.forget_quality, ceiling.forget_quality,
-                                                         reps.forget_quality, ceiling_reps.forget_quality).to_json(),
-    }
+    return Ceiling(
+        method=ceiling.method,
+        forget_quality=ceiling.intervals["forget_quality"],
+        normalised_forget_quality=ratio_interval(result.forget_quality, ceiling.forget_quality,
+                                                 reps.forget_quality, ceiling_reps.forget_quality),
+        forget_quality_difference=difference_interval(result.forget_quality, ceiling.forget_quality,
+                                                      reps.forget_quality, ceiling_reps.forget_quality),
+    )
 
 
-def paired_differences(results: list, replicates: dict | None = None) -> list[dict]:
+def paired_differences(results: list[Result], replicates: dict | None = None) -> list[dict]:
     """For every pair (a, b), ``a - b`` in final score and in F, each with its paired interval."""
     reps = replicates or replicates_of(results)
     pairs = []

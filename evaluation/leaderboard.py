@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from .comparison import CEILING, difference, paired_differences, replicates_of, versus_ceiling
 from .intervals import CONFIDENCE, RESAMPLES, Interval
 from .report import json_text, write_atomically
+from .result import Result
 from .retrain_clock import GATE
-from .runner import EvaluationResult
 
 BASELINE = "finetune"  # the competition's baseline: every row's paired difference is taken against it
 
@@ -37,7 +37,7 @@ class Row:
     hyperparameters: dict = field(default_factory=dict)  # the values the method ran with
 
     @classmethod
-    def from_result(cls, result: EvaluationResult, normalised: Interval | None = None,
+    def from_result(cls, result: Result, normalised: Interval | None = None,
                     versus_baseline: Interval | None = None) -> "Row":
         u, t = result.unlearned, result.timing
         return cls(
@@ -45,15 +45,15 @@ class Row:
             hyperparameters=dict(result.hyperparameters),
             forget_quality=result.forget_quality,
             final_score=result.final_score,
-            retain_acc=u["retain_acc"],
-            test_acc=u["test_acc"],
-            forget_acc=u["forget_acc"],
-            mia=result.mia["unlearned"],
-            unlearn_seconds=t["unlearn_seconds_mean"],
-            retrain_seconds=t["retrain_seconds"],
-            time_ratio=t["time_ratio"],
-            gate="pass" if t["passes_gate"] else "fail",
-            intervals={k: Interval.from_json(v) for k, v in result.intervals.items()},
+            retain_acc=u.retain_acc,
+            test_acc=u.test_acc,
+            forget_acc=u.forget_acc,
+            mia=result.mia.unlearned,
+            unlearn_seconds=t.unlearn_seconds_mean,
+            retrain_seconds=t.retrain_seconds,
+            time_ratio=t.time_ratio,
+            gate="pass" if t.passes_gate else "fail",
+            intervals=dict(result.intervals),
             normalised_forget_quality=normalised,
             versus_baseline=versus_baseline,
         )
@@ -71,7 +71,7 @@ class Leaderboard:
     ceiling: str | None  # the retraining row, if it ran
 
 
-def build(results: list[EvaluationResult], failures: dict[str, str] | None = None,
+def build(results: list[Result], failures: dict[str, str] | None = None,
           baseline: str = BASELINE, ceiling: str = CEILING) -> Leaderboard:
     """Rows for ``results`` (and failed rows for ``failures``: name -> reason), with the
     paired comparisons: every method against the ceiling row and the baseline row."""
@@ -83,8 +83,7 @@ def build(results: list[EvaluationResult], failures: dict[str, str] | None = Non
     for result in results:
         normalised = None
         if ceiling_result is not None:
-            normalised = Interval.from_json(
-                versus_ceiling(result, ceiling_result, replicates)["normalised_forget_quality"])
+            normalised = versus_ceiling(result, ceiling_result, replicates).normalised_forget_quality
         versus = None
         if baseline in by_name and result.method != baseline:
             versus = difference(pairs, result.method, baseline)

@@ -19,8 +19,14 @@ from collections import Counter
 import numpy as np
 
 from .comparison import CEILING
-from .intervals import CONFIDENCE, Interval
-from .runner import EvaluationResult
+from .intervals import CONFIDENCE
+from .result import Result
+
+# Bump when reports gain fields a leaderboard needs: an older report is then run again, not reused
+# (the references' scores are cached, so only the method's runs are redone).
+REPORT_VERSION = 3  # 2: intervals and the ceiling; 3: written from the typed result, no migration
+# What a reused report must share with this run to stand in for it.
+RESUME_KEYS = ("report_version", "profile", "seed", "run_seeds", "gate", "sizes")
 
 
 def environment(device) -> dict:
@@ -82,7 +88,7 @@ def write_atomically(path: pathlib.Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_report(result: EvaluationResult, out_dir, context: dict) -> pathlib.Path:
+def write_report(result: Result, out_dir, context: dict) -> pathlib.Path:
     """Write ``report.json`` (every number, plus ``context``), ``report.npz`` (the per-model
     arrays) and ``report.png``. The arrays go first: a report.json always has its arrays."""
     out = pathlib.Path(out_dir)
@@ -100,7 +106,14 @@ def write_report(result: EvaluationResult, out_dir, context: dict) -> pathlib.Pa
     return path
 
 
-def write_result(result: EvaluationResult, out_dir: pathlib.Path, splits, context: dict) -> pathlib.Path:
+def rewrite_report(result: Result, out_dir) -> pathlib.Path:
+    """``write_report`` over an earlier report of the same run, keeping its context."""
+    report = read_report(pathlib.Path(out_dir) / "report.json") or {}
+    fields = result.to_json().keys()
+    return write_report(result, out_dir, {k: v for k, v in report.items() if k not in fields})
+
+
+def write_result(result: Result, out_dir: pathlib.Path, splits, context: dict) -> pathlib.Path:
     """A successful evaluation's files (report.json, report.npz, report.png, splits.json) and
     its summary table on stdout."""
     out_dir = pathlib.Path(out_dir)
@@ -144,19 +157,46 @@ def read_report(path) -> dict | None:
     return report
 
 
-def summary_table(result: EvaluationResult) -> str:
+def reusable_result(path: pathlib.Path, context: dict, hyperparameters: dict | None = None) -> Result | None:
+    """The result saved in ``path`` if it was made under the same conditions as ``context``
+    describes (and, given ``hyperparameters``, with those values), else None: what ``--resume``
+    may reuse. A report of another format version is never reused; its method runs again."""
+    report = read_report(path)
+    if report is None or report.get("status") == "failed":
+        return None
+    same = all(report.get(k) == context.get(k) for k in RESUME_KEYS)
+    if hyperparameters is not None:
+        # compared as the report stores them (tuples as lists, NaN as null)
+        same = same and report.get("hyperparameters") == json.loads(json_text(hyperparameters))
+    same = same and report.get("data", {}).get("fingerprint") == context.get("data", {}).get("fingerprint")
+    same = same and report.get("environment", {}).get("precision") == context.get("environment", {}).get("precision")
+    # CPU and CUDA round differently; which GPU (cuda:0 on rank 0, cuda under one process) does not matter.
+    same = same and _device_type(report) == _device_type(context)
+    if not same:
+        return None
+    try:
+        return Result.from_json(report)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _device_type(report: dict) -> str | None:
+    device = report.get("environment", {}).get("device")
+    return None if device is None else device.split(":")[0]
+
+
+def summary_table(result: Result) -> str:
     """A small aligned table of the numbers a user looks at first, each with its 95% interval."""
     t = result.timing
-    iv = {k: Interval.from_json(v) for k, v in result.intervals.items()}
+    iv = result.intervals
     rows = [
         ("forget quality F", f"{iv['forget_quality']:.4f}"),
         ("final score", f"{iv['final_score']:.4f}"),
     ]
     if result.ceiling:
         c = result.ceiling
-        rows.append((f"F / F_{c['method']}", f"{Interval.from_json(c['normalised_forget_quality']):.3f}  "
-                     f"(the ceiling: {c['method']} scores F = {Interval.from_json(c['forget_quality']):.4f} "
-                     "at this N)"))
+        rows.append((f"F / F_{c.method}", f"{c.normalised_forget_quality:.3f}  "
+                     f"(the ceiling: {c.method} scores F = {c.forget_quality:.4f} at this N)"))
     elif result.method != CEILING:
         rows.append((f"F / F_{CEILING}",
                      "not measured: pass --ceiling to train N more references and score retraining"))
@@ -171,18 +211,17 @@ def summary_table(result: EvaluationResult) -> str:
     for label, key in (("retain accuracy", "retain_acc"), ("forget accuracy", "forget_acc"),
                        ("test accuracy", "test_acc")):
         lines.append(f"{label:18s}{format(iv[key], '.4f'):>{width}s}{format(iv['retrained_' + key], '.4f'):>{width}s}"
-                     f"{result.original[key]:11.4f}")
+                     f"{getattr(result.original, key):11.4f}")
     mia = result.mia
-    lines.append(f"{'MIA accuracy':18s}{mia['unlearned']:{width}.4f}{mia['retrained']:{width}.4f}"
-                 f"{mia['original']:11.4f}")
-    if "note" in mia:
-        lines.append(f"{'':18s}MIA {mia['note']}")
-    verdict = "passes" if t["passes_gate"] else "FAILS"
+    lines.append(f"{'MIA accuracy':18s}{mia.unlearned:{width}.4f}{mia.retrained:{width}.4f}{mia.original:11.4f}")
+    if mia.note:
+        lines.append(f"{'':18s}MIA {mia.note}")
+    verdict = "passes" if t.passes_gate else "FAILS"
     lines += [
         "",
-        f"{'time':18s}unlearn {t['unlearn_seconds_mean']:.2f} s / retrain {t['retrain_seconds']:.2f} s"
-        f" = {t['time_ratio']:.3f} ({verdict} the {t['gate']:.0%} gate)"
-        + (" [retrain time measured on a busy machine]" if t.get("retrain_clock", {}).get("busy") else ""),
+        f"{'time':18s}unlearn {t.unlearn_seconds_mean:.2f} s / retrain {t.retrain_seconds:.2f} s"
+        f" = {t.time_ratio:.3f} ({verdict} the {t.gate:.0%} gate)"
+        + (" [retrain time measured on a busy machine]" if t.retrain_clock.get("busy") else ""),
         f"intervals: {CONFIDENCE:.0%}; F: forget examples and the models' shared offsets resampled; accuracies: models",
     ]
     logged = round_log_line(result.round_log)
@@ -207,16 +246,15 @@ def round_log_line(logs: list | None) -> str | None:
     return line
 
 
-def plot_report(result: EvaluationResult, path, n_examples: int = 4) -> None:
+def plot_report(result: Result, path, n_examples: int = 4) -> None:
     """Histogram of per-example epsilons, and unlearned vs retrained confidences of a few examples."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    eps = np.asarray(result.epsilons)
-    u = np.asarray(result.unlearned["forget_confs"])
-    r = np.asarray(result.retrained["forget_confs"])
+    eps = result.epsilons
+    u, r = result.unlearned.forget_confs, result.retrained.forget_confs
     # Examples spread over the epsilon range: the easiest, the hardest, and between.
     order = np.argsort(eps, kind="stable")
     picks = order[np.linspace(0, len(order) - 1, min(n_examples, len(order))).astype(int)]
@@ -225,7 +263,7 @@ def plot_report(result: EvaluationResult, path, n_examples: int = 4) -> None:
     axes = np.atleast_1d(axes)
     cap = result.metric_info["max_measurable_epsilon"]
     axes[0].hist(np.minimum(eps, cap + 0.5), bins=np.arange(0, cap + 1.01, 0.5), color="tab:purple")
-    f = Interval.from_json(result.intervals["forget_quality"])
+    f = result.intervals["forget_quality"]
     axes[0].set(title=f"{result.method}: F = {f:.3f}", xlabel="per-example epsilon (capped)", ylabel="forget examples")
     for ax, i in zip(axes[1:], picks):
         bins = np.histogram_bin_edges(np.concatenate([u[:, i], r[:, i]]), bins=15)

@@ -11,7 +11,7 @@ Every later gate divides by this one figure, so the measurement guards against n
 it times several windows of steps and keeps the median window's rate, and it measures
 how much CPU other processes took meanwhile (``/proc/stat`` against this process and
 its loader workers). A reading taken while others used more than ``BUSY_CORES`` is
-flagged ``busy``: the zoo warns, records it, and times the clock again at its next use.
+flagged ``busy``: ``stored_clock`` warns, records it, and times the clock again at its next use.
 """
 
 from __future__ import annotations
@@ -20,15 +20,20 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from data import NORMALISED, Pixels
 from training import starter_kit
 from training.recipe import TrainRecipe
+
+from .distributed import World
+from .store import config_key
 
 GATE = 0.2  # the organisers' efficiency gate: a method's run may take at most this share of one retraining
 CLOCK_VERSION = 2  # bump when the measurement changes, so cached clocks are re-measured (2: batch 128, windows)
@@ -80,6 +85,37 @@ def measure(images: np.ndarray, labels: np.ndarray, recipe: TrainRecipe, device,
     if cpu0 is not None and cpu1 is not None:
         others = max(0.0, ((cpu1[0] - cpu0[0]) - (cpu1[1] - cpu0[1])) / (t1 - t0))
     return ClockReading(statistics.median(rates), rates, window * windows, others)
+
+
+def stored_clock(store, data, splits, profile, device, world: World = World(), progress: bool = True,
+                 remeasure: bool = False) -> dict:
+    """How long one retraining from scratch takes the starter kit's way on this machine, for
+    ``profile``'s recipe on ``splits``' retain images: measured once per ``store`` and machine
+    (its note in ``STORE/notes/``), then read back. A reading flagged busy (other processes took
+    CPU meanwhile) is timed again at the next use and kept only if faster; ``remeasure`` times
+    it again, whatever is stored. Under torchrun the first rank measures, for all."""
+    recipe = profile.retrain_recipe()
+    images, labels = data.x_train[splits.retain], data.y_train[splits.retain]
+    what = {"version": CLOCK_VERSION, "machine": machine_name(device), "torch": torch.__version__,
+            "recipe": recipe.to_json(), "batch_size": STARTER_KIT_BATCH, "images": list(images.shape),
+            "timed_steps": profile.clock_steps}
+    name = f"retrain_clock_{config_key(what)}"
+    with world.together():
+        stored = store.note(name) if world.is_main else None
+        if world.is_main and (stored is None or stored.get("busy") or remeasure):
+            if progress:
+                tqdm.write(f"timing the starter kit's loop ({profile.clock_steps} steps) for the gate's retrain time")
+            reading = measure(images, labels, recipe, device, data.num_classes, profile.clock_steps,
+                              pixels=data.pixels)
+            if stored is None or remeasure or reading.images_per_second > stored["images_per_second"]:
+                store.save_note(name, what | reading.to_json() | {
+                    "seconds": extrapolate(reading.images_per_second, recipe, len(labels)),
+                    "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            if reading.busy:
+                tqdm.write(f"warning: other processes used {reading.others_cores:.1f} CPU cores while the gate's "
+                           "retrain time was measured, so it may be too long; it is measured again at the next "
+                           "run (or pass --remeasure-clock on an idle machine)", file=sys.stderr)
+    return store.note(name)
 
 
 def _cpu_seconds() -> tuple[float, float] | None:

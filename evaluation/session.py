@@ -1,14 +1,19 @@
-"""One evaluation command after its arguments are checked: the zoo for the data and
-profile, then one method (``evaluate_one``) or every method as a leaderboard
-(``run_leaderboard``, which with ``resume`` reuses reports made under the same
-conditions). ``main.py`` builds a ``Session`` and calls ``run``; it hands each method over
-as a ``Contestant``, so that the judge never imports ``methods``.
+"""One evaluation command after its arguments are checked, each stage called once, in order:
+
+1. the zoo: the original's and the N references' scores (``Zoo``, training what the store
+   lacks), and the gate's yardstick (``retrain_clock.stored_clock``);
+2. the runner: a method's N sandboxed runs and their models' scores (``runner.run_all``);
+3. the judge: scores in, a ``Result`` out (``judge.judge``);
+4. the report: its files (``report.write_result``; the leaderboard's, ``leaderboard.py``).
+
+The ceiling (retraining scored as a method) is stages 1 and 3 again, for references N..2N-1.
+``main.py`` builds a ``Session`` and calls ``run``; it hands each method over as a
+``Contestant``, so that the judge never imports ``methods``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import contextlib
 import pathlib
 import sys
 import time
@@ -19,21 +24,18 @@ import torch
 
 from data import DataError, ImageData, make_splits
 
-from .comparison import CEILING, versus_ceiling
+from . import metric
+from .comparison import CEILING
 from .distributed import World, rank_device
+from .judge import References, judge, placed
 from .leaderboard import build, markdown_table, write_leaderboard
 from .profiles import Profile
-from .report import environment, json_text, read_report, write_failure, write_report, write_result
-from .retrain_clock import GATE
-from .runner import (EvaluationResult, MethodFailed, evaluate, evaluate_retraining, measured_ceiling,
-                     refresh_intervals, score_references)
+from .report import REPORT_VERSION, environment, reusable_result, rewrite_report, write_failure, write_result
+from .result import Result
+from .retrain_clock import GATE, stored_clock
+from .runner import MethodFailed, Sandbox, run_all
 from .store import CheckpointStore
 from .zoo import SplitTensors, Zoo
-
-# What a reused report must share with this run to stand in for it.
-RESUME_KEYS = ("report_version", "profile", "seed", "run_seeds", "gate", "sizes")
-# Bump when reports gain fields a leaderboard needs: an older report is then run again, not reused.
-REPORT_VERSION = 2  # 2: intervals and the ceiling
 
 
 class RunFailed(Exception):
@@ -67,26 +69,21 @@ class Session:
     ceiling: bool = False  # -m NAME: train the N extra references the ceiling needs
     resume: bool = False
 
-    def process_device(self, world: World) -> torch.device:
-        return rank_device(self.device, world.local_rank) if world.size > 1 else self.device
-
     def zoo(self, data: ImageData, groups, world: World) -> Zoo:
         """The split seed's models and tensors on this process's device (trained on first use)."""
-        device = self.process_device(world)
+        device = rank_device(self.device, world.local_rank) if world.size > 1 else self.device
         try:
             splits = make_splits(len(data.y_train), len(data.y_test), self.seed, train_subset=self.profile.train_subset,
                                  test_subset=self.profile.test_subset, groups=groups)
         except ValueError as e:
             raise DataError(str(e)) from None
         return Zoo(data, splits, self.profile, SplitTensors.build(data, splits, device), CheckpointStore(self.store),
-                   self.progress and world.is_main, world=world, precision=self.precision,
-                   remeasure_clock=self.remeasure_clock)
+                   self.progress and world.is_main, world=world, precision=self.precision)
 
     def run(self, data: ImageData, groups, world: World) -> dict:
         """Evaluate on ``data`` in this process of ``world``; returns the result (or the
         leaderboard) with its context. Bad splits raise DataError; failures RunFailed."""
         zoo = self.zoo(data, groups, world)
-        device, splits, progress = self.process_device(world), zoo.splits, zoo.progress
         context = {
             "report_version": REPORT_VERSION,
             "profile": self.profile.to_json(),
@@ -94,76 +91,122 @@ class Session:
             "run_seeds": list(range(self.profile.num_models)),
             "gate": self.gate,
             "data": {"source": data.source, "fingerprint": data.fingerprint(), "splits_file": "splits.json"},
-            "sizes": {name: int(getattr(splits, name).size) for name in ("forget", "retain", "val", "test")},
-            "environment": environment(device) | {"precision": zoo.engine_precision()},
+            "sizes": {name: int(getattr(zoo.splits, name).size) for name in ("forget", "retain", "val", "test")},
+            "environment": environment(zoo.device) | {"precision": zoo.engine_precision()},
             "world_size": world.size,  # processes (--workers or torchrun); the numbers do not depend on it
         }
+        started = time.perf_counter()
+        references = gather_references(zoo, self.remeasure_clock)
         if self.leaderboard:
-            board = run_leaderboard(self.methods, zoo, self.out, context, self.gate, progress, self.method_timeout,
-                                    self.resume)
+            board = run_leaderboard(self.methods, zoo, self.out, context, self.gate, zoo.progress,
+                                    self.method_timeout, self.resume, references)
             if board["failures"]:
                 raise RunFailed(f"{len(board['failures'])} of {len(board['rows'])} rows failed: "
                                 f"{', '.join(board['failures'])} (each reason in {self.out}/NAME/report.json)")
             return board
         (name, contestant), = self.methods.items()
-        return evaluate_one(contestant, name, zoo, self.out, context, self.gate, progress, self.method_timeout,
-                            self.ceiling)
+        return evaluate_one(contestant, name, zoo, self.out, context, self.gate, zoo.progress, self.method_timeout,
+                            self.ceiling, references, started)
+
+
+def gather_references(zoo: Zoo, remeasure_clock: bool = False) -> References:
+    """Stage 1: the original's and references 0..N-1's scores, and the gate's retrain clock."""
+    n_models = zoo.profile.num_models
+    metric.max_measurable_epsilon(n_models)  # fails early, with the metric's message, for N < 3
+    phases = {}
+    with _timed(phases, "original"):
+        original, original_record = zoo.original_scores()
+    with _timed(phases, "references"):
+        retrained, _ = zoo.reference_scores(range(n_models))
+    with _timed(phases, "retrain_clock"):
+        clock = stored_clock(zoo.store, zoo.data, zoo.splits, zoo.profile, zoo.device, zoo.world, zoo.progress,
+                             remeasure_clock)
+    return References(original, original_record["train_seconds"], retrained, clock, phases)
+
+
+@contextlib.contextmanager
+def _timed(into: dict, name: str):
+    started = time.perf_counter()
+    yield
+    into[name] = time.perf_counter() - started
+
+
+def evaluate_method(contestant: Contestant, name: str, zoo: Zoo, references: References, gate: float,
+                    progress: bool, time_limit_s: float | None = None) -> Result:
+    """Stages 2 and 3 for one method: its N runs, then the judge. A failed run raises MethodFailed."""
+    sandbox = Sandbox(zoo.original()[0], zoo.tensors, zoo.profile.loader_batch_size, time_limit_s)
+    runs = run_all(contestant.make, name, sandbox, zoo.profile.num_models, zoo.world, progress)
+    return judge(name, runs.scores, runs.seconds, references, gate, runs_wall_seconds=runs.wall_seconds,
+                 processes=runs.processes, hyperparameters=contestant.hyperparameters, round_logs=runs.logs)
+
+
+def score_retraining(zoo: Zoo, references: References, gate: float, train: bool = True) -> Result | None:
+    """Retraining from scratch scored as if it were a method (stages 1 and 3 for references
+    N..2N-1, model seeds the references do not use): what a perfect unlearner scores at this N
+    (the same distribution twice scores F of about 0.18-0.35, not 1). Its time is the gate's
+    retrain time, so its ratio is 1 by definition; the engine trained these models much faster
+    (``reference_seconds``). None when ``train`` is off and the store lacks some of them."""
+    n_models = zoo.profile.num_models
+    if not train and not zoo.has_retrained(range(n_models, 2 * n_models)):
+        return None
+    scores, engine_seconds = zoo.reference_scores(range(n_models, 2 * n_models))
+    return judge(CEILING, scores, [references.retrain_clock["seconds"]] * n_models, references, gate,
+                 reference_seconds=engine_seconds)
 
 
 def evaluate_one(contestant: Contestant, name: str, zoo: Zoo, out: pathlib.Path, context: dict, gate: float,
-                 progress: bool, time_limit_s: float | None, train_ceiling: bool) -> dict:
+                 progress: bool, time_limit_s: float | None, train_ceiling: bool, references: References | None = None,
+                 started: float | None = None) -> dict:
     """One method's evaluation, placed against the ceiling when the store holds it (or
     ``train_ceiling`` asks for it); its report in ``out/name``. A failure writes the failed
     report and raises RunFailed."""
-    started = time.perf_counter()
-    references = score_references(zoo)
+    started = time.perf_counter() if started is None else started
+    references = references or gather_references(zoo)
     try:
-        result = evaluate(contestant.make, name, zoo, gate=gate, progress=progress, references=references,
-                          time_limit_s=time_limit_s)
-        result.hyperparameters = dict(contestant.hyperparameters)
+        result = evaluate_method(contestant, name, zoo, references, gate, progress, time_limit_s)
     except MethodFailed as e:
         if zoo.world.is_main:
             write_failure(out / name, name, str(e), context)
         raise RunFailed(f"{name} failed: {e}") from None
-    ceiling = measured_ceiling(zoo, gate, references, train=train_ceiling)
+    ceiling = score_retraining(zoo, references, gate, train=train_ceiling)
     if ceiling is not None:
-        result.ceiling = versus_ceiling(result, ceiling)
+        result = placed(result, ceiling)
     if zoo.world.is_main:
         write_result(result, out / name, zoo.splits, context | {"wall_seconds": time.perf_counter() - started})
     return result.to_json() | context
 
 
 def run_leaderboard(methods: dict[str, Contestant], zoo: Zoo, out: pathlib.Path, context: dict, gate: float,
-                    progress: bool, time_limit_s: float | None = None, resume: bool = False) -> dict:
+                    progress: bool, time_limit_s: float | None = None, resume: bool = False,
+                    references: References | None = None) -> dict:
     """Every method against the same cached references; a failing method gets a failed row.
     The first row scores retraining as a method: the ceiling every method's report is placed
     against. With ``resume``, a method whose report in ``out`` matches this run is not run again.
     """
-    references = score_references(zoo)
+    references = references or gather_references(zoo)
     results, failures, ceiling = [], {}, None
     for name, contestant in [(CEILING, None)] + list(methods.items()):
         started = time.perf_counter()
         # Rank 0 decides, for every rank: ranks comparing their own devices would split.
         # A method's report is reused only if it ran with the values it would run with now:
         # a changed default must not let an old result stand for the new method.
-        wanted = None if name == CEILING else contestant.hyperparameters
+        wanted = None if contestant is None else contestant.hyperparameters
         saved = zoo.world.from_main(lambda: reusable_result(out / name / "report.json", context, wanted)) if resume \
             else None
         if saved is not None:
             if zoo.world.is_main:
                 print(f"{name}: reusing {out / name / 'report.json'} (--resume)")
-            refresh_saved(saved, None if name == CEILING else ceiling, out / name, zoo.world.is_main)
+            saved = refresh_saved(saved, ceiling, out / name, zoo.world.is_main)
             results.append(saved)
             ceiling = saved if name == CEILING else ceiling
             continue
         try:
             if contestant is None:
-                result = ceiling = evaluate_retraining(zoo, gate, references)
+                result = ceiling = score_retraining(zoo, references, gate)
             else:
-                result = evaluate(contestant.make, name, zoo, gate, progress, references, time_limit_s)
-                result.hyperparameters = dict(contestant.hyperparameters)
+                result = evaluate_method(contestant, name, zoo, references, gate, progress, time_limit_s)
                 if ceiling is not None:
-                    result.ceiling = versus_ceiling(result, ceiling)
+                    result = placed(result, ceiling)
         except Exception as e:  # noqa: BLE001 - a broken method must not stop the others
             reason = str(e) if isinstance(e, MethodFailed) else f"{type(e).__name__}: {e}"
             if zoo.world.is_main:
@@ -181,49 +224,11 @@ def run_leaderboard(methods: dict[str, Contestant], zoo: Zoo, out: pathlib.Path,
     return {"rows": board.rows, "leaderboard": board, "failures": failures} | context
 
 
-def reusable_result(path: pathlib.Path, context: dict, hyperparameters: dict | None = None) -> EvaluationResult | None:
-    """The EvaluationResult saved in ``path`` if it was made under the same conditions
-    (and, given ``hyperparameters``, with those values), else None."""
-    report = read_report(path)
-    if report is None:
-        return None
-    same = all(report.get(k) == context.get(k) for k in RESUME_KEYS)
-    if hyperparameters is not None:
-        # compared as the report stores them (tuples as lists, NaN as null)
-        same = same and report.get("hyperparameters") == json.loads(json_text(hyperparameters))
-    for section, key, default in (("data", "fingerprint", None), ("environment", "precision", "fp32")):
-        # (reports from before precisions were a choice were fp32)
-        same = same and report.get(section, {}).get(key, default) == context.get(section, {}).get(key, default)
-    # CPU and CUDA round differently; which GPU (cuda:0 on rank 0, cuda under one process) does not matter.
-    same = same and _device_type(report) == _device_type(context)
-    if not same or report.get("status") == "failed" or not report.get("intervals"):
-        return None
-    try:
-        # Fields added later with a default (hyperparameters) need not be in an older report.
-        return EvaluationResult(**{f.name: report[f.name] for f in dataclasses.fields(EvaluationResult)
-                                   if f.name in report or not _has_default(f)})
-    except (KeyError, TypeError):
-        return None
-
-
-def _device_type(report: dict) -> str | None:
-    device = report.get("environment", {}).get("device")
-    return None if device is None else device.split(":")[0]
-
-
-def _has_default(f) -> bool:
-    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-
-
-def refresh_saved(result: EvaluationResult, ceiling, out_dir: pathlib.Path, write: bool) -> None:
-    """Bring a reused result's derived numbers up to date (intervals from an older report,
-    its place against this run's ceiling) and rewrite its report when they changed."""
-    changed = refresh_intervals(result)
-    if ceiling is not None:
-        placed = versus_ceiling(result, ceiling)
-        changed = changed or placed != result.ceiling
-        result.ceiling = placed
-    if changed and write:
-        report = read_report(out_dir / "report.json")
-        fields = {f.name for f in dataclasses.fields(result)}
-        write_report(result, out_dir, {k: v for k, v in report.items() if k not in fields})
+def refresh_saved(result: Result, ceiling: Result | None, out_dir: pathlib.Path, write: bool) -> Result:
+    """A reused result placed against this run's ceiling; its report rewritten when that moved it."""
+    if ceiling is None or result.method == CEILING:
+        return result
+    moved = placed(result, ceiling)
+    if moved.ceiling != result.ceiling and write:
+        rewrite_report(moved, out_dir)
+    return moved

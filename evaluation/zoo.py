@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,6 @@ from training.recipe import TrainRecipe
 
 from .distributed import World
 from .profiles import Profile
-from .retrain_clock import CLOCK_VERSION, STARTER_KIT_BATCH, extrapolate, machine_name, measure
 from .scoring import ModelScores, score_states
 from .store import KEY_VERSION, CheckpointStore, CorruptCheckpoint, config_key
 
@@ -68,9 +66,12 @@ class Zoo:
     precision: str | None = None  # the engine's arithmetic (precision.py; default: chosen from the device)
     world: World = World()  # under torchrun: this process's rank and the number of ranks
     _original: tuple | None = None  # loaded once per process; every run copies it
-    remeasure_clock: bool = False  # time the gate's retrain clock again even if the store has it
     _told_of_older: bool = False  # the store's older-version models are named once per zoo
-    _clock: dict | None = None  # the retrain clock, read (or measured) once per zoo
+
+    @property
+    def device(self) -> torch.device:
+        """Where its tensors, and so its models, live."""
+        return self.tensors.retain[0].device
 
     def _group_size(self) -> int:
         if self.group_size:
@@ -79,14 +80,14 @@ class Zoo:
 
     def engine_precision(self) -> str:
         """The arithmetic its models are trained in: ``precision``, or the device's default."""
-        return choose_precision(self.tensors.retain[0].device, self.precision)
+        return choose_precision(self.device, self.precision)
 
     def _config(self, role: str, recipe: TrainRecipe, indices: np.ndarray, seed: int) -> dict:
         return {
             "key_version": KEY_VERSION,
             # A GPU's and a CPU's models are two distributions (bf16 and fp32, other kernels):
             # a store filled by both must never mix them into one set of references.
-            "device": self.tensors.retain[0].device.type,
+            "device": self.device.type,
             "precision": self.engine_precision(),
             "role": role,
             "data": self.data.fingerprint(),
@@ -99,7 +100,7 @@ class Zoo:
             "num_classes": self.data.num_classes,
         }
 
-    def _original_config(self) -> dict:
+    def original_config(self) -> dict:
         indices = np.concatenate([self.splits.retain, self.splits.forget])
         seed = ORIGINAL_SEED_OFFSET + self.splits.seed
         return self._config("original", self.profile.original_recipe(), indices, seed)
@@ -110,7 +111,7 @@ class Zoo:
             return self._original
         images = torch.cat([self.tensors.retain[0], self.tensors.forget[0]])
         labels = torch.cat([self.tensors.retain[1], self.tensors.forget[1]])
-        config = self._original_config()
+        config = self.original_config()
         if self.world.size > 1:  # one rank trains it, the others load it
             with self.world.together():
                 if self.world.is_main:
@@ -118,56 +119,23 @@ class Zoo:
         self._original = self._get_or_train([config], images, labels, "original model")[0]
         return self._original
 
-    def retrain_clock(self) -> dict:
-        """How long one retraining from scratch takes the starter kit's way on this machine
-        (``retrain_clock``): measured once per store and machine, then read back. A reading
-        flagged busy (other processes took CPU meanwhile) is timed again at the next use and
-        kept only if faster; ``remeasure_clock`` times it again once, whatever is stored."""
-        if self._clock is not None:
-            return self._clock
-        recipe = self.profile.retrain_recipe()
-        images, labels = self.data.x_train[self.splits.retain], self.data.y_train[self.splits.retain]
-        device = self.tensors.retain[0].device
-        what = {"version": CLOCK_VERSION, "machine": machine_name(device), "torch": torch.__version__,
-                "recipe": recipe.to_json(), "batch_size": STARTER_KIT_BATCH, "images": list(images.shape),
-                "timed_steps": self.profile.clock_steps}
-        name = f"retrain_clock_{config_key(what)}"
-        with self.world.together():
-            stored = self.store.note(name) if self.world.is_main else None
-            if self.world.is_main and (stored is None or stored.get("busy") or self.remeasure_clock):
-                if self.progress:
-                    tqdm.write(f"timing the starter kit's loop ({self.profile.clock_steps} steps) for the gate's "
-                               "retrain time")
-                reading = measure(images, labels, recipe, device, self.data.num_classes, self.profile.clock_steps,
-                                  pixels=self.data.pixels)
-                if stored is None or self.remeasure_clock or reading.images_per_second > stored["images_per_second"]:
-                    self.store.save_note(name, what | reading.to_json() | {
-                        "seconds": extrapolate(reading.images_per_second, recipe, len(labels)),
-                        "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
-                if reading.busy:
-                    tqdm.write(f"warning: other processes used {reading.others_cores:.1f} CPU cores while the gate's "
-                               "retrain time was measured, so it may be too long; it is measured again at the next "
-                               "run (or pass --remeasure-clock on an idle machine)", file=sys.stderr)
-        self._clock = self.store.note(name)
-        return self._clock
-
-    def _retrained_config(self, index: int) -> dict:
+    def retrained_config(self, index: int) -> dict:
         seed = RETRAINED_SEED_OFFSET + index
         return self._config("retrained", self.profile.retrain_recipe(), self.splits.retain, seed)
 
     def retrained(self, index: int) -> tuple[torch.nn.Module, dict]:
         """Reference ``index``: trained from scratch on the retain set only."""
-        return self._get_or_train([self._retrained_config(index)], *self.tensors.retain, f"retrained {index}")[0]
+        return self._get_or_train([self.retrained_config(index)], *self.tensors.retain, f"retrained {index}")[0]
 
     def has_retrained(self, indices) -> bool:
         """Whether the store holds every reference among ``indices`` (none is trained)."""
-        return all(self.store.has(config_key(self._retrained_config(i))) for i in indices)
+        return all(self.store.has(config_key(self.retrained_config(i))) for i in indices)
 
     def ensure_retrained(self, indices) -> None:
         """Train the missing references among ``indices``, ``group_size`` at a time; under
         torchrun each rank trains its share and all wait until every one is stored. (A stored
         but corrupt model is caught, and retrained, when it is loaded.)"""
-        configs = map(self._retrained_config, self.world.shard(list(indices)))
+        configs = map(self.retrained_config, self.world.shard(list(indices)))
         missing = [c for c in configs if not self.store.has(config_key(c))]
         size = self._group_size()
         groups = [missing[g : g + size] for g in range(0, len(missing), size)]
@@ -178,13 +146,26 @@ class Zoo:
         if self.world.size > 1 and self.world.is_main:
             self.store.write_manifest()  # ranks saving at once may each have missed the others' records
 
+    def reference_scores(self, indices) -> tuple[list, list]:
+        """References ``indices``' scores and training seconds, trained first where missing;
+        under torchrun each rank scores its share and every rank gets all of them."""
+        indices = list(indices)
+        self.ensure_retrained(indices)
+        mine = {}
+        with self.world.together():
+            for i in self.world.shard(indices):
+                scores, record = self.retrained_scores(i)
+                mine[i] = (scores, record["train_seconds"])
+        everything = self.world.gather(mine)
+        return [everything[i][0] for i in indices], [everything[i][1] for i in indices]
+
     def original_scores(self) -> tuple[ModelScores, dict]:
         """The original model's ``(scores, record)``."""
-        return self._scores(self._original_config(), self.original)
+        return self._scores(self.original_config(), self.original)
 
     def retrained_scores(self, index: int) -> tuple[ModelScores, dict]:
         """Reference ``index``'s ``(scores, record)``; the model is trained first if it is missing."""
-        return self._scores(self._retrained_config(index), lambda: self.retrained(index))
+        return self._scores(self.retrained_config(index), lambda: self.retrained(index))
 
     def _scores(self, config: dict, get_model) -> tuple[ModelScores, dict]:
         """A stored model's scores, read back when this evaluation has computed them before
@@ -200,24 +181,24 @@ class Zoo:
         scores = self._stored_scores(key, record)
         if scores is None:
             scores = score_states([model.state_dict()], self.tensors, self.data.num_classes)[0]
-            self.store.save_arrays(self._scores_name(key, record), scores.to_arrays())
+            self.store.save_arrays(self.scores_name(key, record), scores.to_arrays())
         return scores, record
 
     def _stored_scores(self, key: str, record: dict) -> ModelScores | None:
-        arrays = self.store.arrays(self._scores_name(key, record))
+        arrays = self.store.arrays(self.scores_name(key, record))
         try:
             return None if arrays is None else ModelScores.from_arrays(arrays)
         except (KeyError, ValueError, TypeError):
             return None  # an incomplete or foreign file: recompute it
 
-    def _scores_name(self, key: str, record: dict) -> str:
+    def scores_name(self, key: str, record: dict) -> str:
         """Scores belong to these weights (a retrained model gets new ones) and to this
         evaluation: its data, splits and device (CPU and CUDA round differently)."""
         evaluation = {
             "version": SCORING_VERSION,
             "data": self.data.fingerprint(),
             "splits": {name: _indices_hash(getattr(self.splits, name)) for name in ("retain", "forget", "test")},
-            "device": self.tensors.retain[0].device.type,
+            "device": self.device.type,
         }
         return f"scores_{key}_{config_key({'weights': record['sha256'], 'evaluation': evaluation})}"
 
@@ -239,7 +220,7 @@ class Zoo:
             tqdm.write(f"warning: {e}; retraining it", file=sys.stderr)
             self.store.discard(key)
             return None
-        return model.to(self.tensors.retain[0].device).eval(), self.store.record(key)
+        return model.to(self.device).eval(), self.store.record(key)
 
     def _get_or_train(self, configs: list[dict], images, labels, desc) -> list[tuple]:
         """``(model, record)`` per config (same recipe), training the missing ones together."""
@@ -267,7 +248,7 @@ class Zoo:
         return found
 
     def _save(self, config, state, scores: ModelScores, seconds):
-        device = self.tensors.retain[0].device
+        device = self.device
         model = empty_model(self.data.num_classes, device)
         model.load_state_dict(state)
         model.eval()
@@ -275,7 +256,7 @@ class Zoo:
         key = config_key(config)
         record = self.store.save(key, model.state_dict(), config, manifest=False, train_seconds=seconds,
                                  device=str(device), accuracy=accs)
-        self.store.save_arrays(self._scores_name(key, record), scores.to_arrays())
+        self.store.save_arrays(self.scores_name(key, record), scores.to_arrays())
         return model, record
 
 

@@ -62,6 +62,13 @@ def cifar():
     return load_cifar10(cifar_path(), download=False)
 
 
+def sandbox(zoo):
+    """What the zoo's runs start from, as a session builds it."""
+    from evaluation.runner import Sandbox
+
+    return Sandbox(zoo.original()[0], zoo.tensors, zoo.profile.loader_batch_size)
+
+
 def contestants(**factories) -> dict:
     """Methods as main.py hands them to a session: each factory with the values it builds."""
     from main import contestant

@@ -3,7 +3,7 @@ import json
 import pytest
 
 import main
-from evaluation import session
+from evaluation.report import REPORT_VERSION
 from methods import BaseMethod, all_method_handlers, get_method, register
 from tests.conftest import cifar_path
 
@@ -71,7 +71,7 @@ def test_smoke_profile_end_to_end(tmp_path, smoke_store, capsys):
     assert ceiling["normalised_forget_quality"]["value"] == pytest.approx(
         report["forget_quality"] / ceiling["forget_quality"]["value"])
     f = report["intervals"]["forget_quality"]
-    assert f["low"] <= report["forget_quality"] <= f["high"] and report["report_version"] == session.REPORT_VERSION
+    assert f["low"] <= report["forget_quality"] <= f["high"] and report["report_version"] == REPORT_VERSION
     out = capsys.readouterr().out
     assert "forget quality F" in out and "F / F_retrain" in out and f"[{f['low']:.4f}, {f['high']:.4f}]" in out
 

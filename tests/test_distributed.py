@@ -32,26 +32,18 @@ def _both_ranks(rank: int, init_file: str, out_dir: str) -> None:
 
     # 2. A leaderboard's methods in turn: rank 1's run of "a" fails outside the method (scoring
     #    runs out of memory). Both ranks fail "a" and gather "b"'s runs together, never a mix.
-    class FakeZoo:
-        def __init__(self):
-            self.world = world
-            self.profile = type("P", (), {"num_models": 4})
-
-    def run_method(make, zoo, run_seed, time_limit_s):
+    def run_method(make, sandbox, run_seed):
         if make() == "a" and rank == 1:
             raise MemoryError("scoring ran out of memory")
         return (f"{make()}:{run_seed}", 1.0, [{"ran on rank": rank}])  # the method's round_log
 
     runner.run_method = run_method
-    runner.score_unlearned = lambda name, unlearned, seconds, references, gate: type("R", (), {"timing": {},
-                                                                                            "runs": unlearned})
     seen["methods"] = {}
     for name in ("a", "b"):
         try:
-            references = runner.References(None, 0.0, [], {})  # passed through to the stubbed scoring
-            result = runner.evaluate(lambda n=name: n, name, FakeZoo(), references=references, progress=False)
-            seen["methods"][name] = result.runs
-            seen["round_log"] = result.round_log
+            runs = runner.run_all(lambda n=name: n, name, sandbox=None, num_models=4, world=world, progress=False)
+            seen["methods"][name] = runs.scores
+            seen["round_log"] = runs.logs
         except runner.MethodFailed as e:
             seen["methods"][name] = f"failed: {e}"
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import metric
-from evaluation.runner import evaluate, method_loaders
+from evaluation import metric, session
+from evaluation.runner import method_loaders
 from evaluation.scoring import score_model
 from methods.finetune import Finetune
+from tests.conftest import contestants, sandbox
 
 
 def gentle_finetune():
@@ -20,7 +21,8 @@ def gentle_finetune():
 
 @pytest.fixture(scope="module")
 def result(mini_zoo):
-    return evaluate(gentle_finetune, "finetune", mini_zoo, progress=False)
+    return session.evaluate_method(contestants(finetune=gentle_finetune)["finetune"], "finetune", mini_zoo,
+                                   session.gather_references(mini_zoo), gate=0.2, progress=False)
 
 
 def test_report_numbers_are_in_range(result, mini_zoo):
@@ -31,27 +33,29 @@ def test_report_numbers_are_in_range(result, mini_zoo):
     assert result.forget_quality == pytest.approx(metric.epsilon_points(eps, 3).mean())
     for side in (result.unlearned, result.retrained, result.original):
         for key in ("retain_acc", "forget_acc", "test_acc"):
-            assert 0.0 <= side[key] <= 1.0
-    for value in result.mia.values():
+            assert 0.0 <= getattr(side, key) <= 1.0
+            assert getattr(side, key) == pytest.approx(np.mean(side.per_model(key)))
+    for value in (result.mia.unlearned, result.mia.retrained, result.mia.original):
         assert 0.0 <= value <= 1.0
-    assert result.timing["time_ratio"] > 0
-    assert result.timing["passes_gate"] == (result.timing["time_ratio"] <= 0.2)
-    phases = result.timing["phases"]  # wall seconds of the command's stages, in their order
+    assert result.timing.time_ratio > 0
+    assert result.timing.passes_gate == (result.timing.time_ratio <= 0.2)
+    phases = result.timing.phases  # wall seconds of the command's stages, in their order
     assert list(phases) == ["original", "references", "retrain_clock", "runs", "scoring"]
     assert all(seconds >= 0 for seconds in phases.values())
-    assert phases["runs"] == result.timing["runs_wall_seconds"] >= sum(result.timing["unlearn_seconds"])
+    assert phases["runs"] == result.timing.runs_wall_seconds >= sum(result.timing.unlearn_seconds)
+    assert result.hyperparameters == {"epochs": 1, "lr": 1e-3, "momentum": 0.9, "weight_decay": 5e-4}
 
 
 def test_references_behave_like_retrained_models(result):
     r, o = result.retrained, result.original
-    assert r["test_acc"] > 0.2, "references should learn something"
-    assert r["forget_acc"] < r["retain_acc"], "retrained models never saw the forget set"
-    assert o["forget_acc"] > r["forget_acc"], "the original saw the forget set"
+    assert r.test_acc > 0.2, "references should learn something"
+    assert r.forget_acc < r.retain_acc, "retrained models never saw the forget set"
+    assert o.forget_acc > r.forget_acc, "the original saw the forget set"
 
 
 def test_final_score_is_f_times_the_ratios(result):
     u, r = result.unlearned, result.retrained
-    expected = result.forget_quality * (u["retain_acc"] / r["retain_acc"]) * (u["test_acc"] / r["test_acc"])
+    expected = result.forget_quality * (u.retain_acc / r.retain_acc) * (u.test_acc / r.test_acc)
     assert result.final_score == pytest.approx(expected)
 
 
@@ -87,7 +91,7 @@ def test_a_starter_kit_method_runs_unchanged_and_a_returned_copy_fails(mini_zoo)
     from methods.hyperparameters import build
     from tests.fixtures.starter_kit_method import MyMethod, ReturnsACopy
 
-    scores, _, _ = run_method(functools.partial(build, MyMethod, "my_method"), mini_zoo, run_seed=0)
+    scores, _, _ = run_method(functools.partial(build, MyMethod, "my_method"), sandbox(mini_zoo), run_seed=0)
     assert 0 <= scores.retain_acc <= 1
     with pytest.raises(MethodFailed, match=r"run 0: run\(\) returned a new model"):
-        run_method(functools.partial(build, ReturnsACopy, "returns_a_copy"), mini_zoo, run_seed=0)
+        run_method(functools.partial(build, ReturnsACopy, "returns_a_copy"), sandbox(mini_zoo), run_seed=0)

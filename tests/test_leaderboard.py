@@ -7,6 +7,7 @@ import torch
 
 import main
 from evaluation import session
+from evaluation.report import REPORT_VERSION
 from evaluation.leaderboard import Row, markdown_table, ranked
 from methods import BaseMethod
 from methods.finetune import Finetune
@@ -103,7 +104,7 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
 
 
 def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, capsys):
-    context = {"report_version": session.REPORT_VERSION, "profile": mini_zoo.profile.to_json(), "gate": 0.2, "seed": 0,
+    context = {"report_version": REPORT_VERSION, "profile": mini_zoo.profile.to_json(), "gate": 0.2, "seed": 0,
                "run_seeds": [0, 1, 2],
                "data": {"fingerprint": mini_zoo.data.fingerprint()}, "environment": {"device": "cpu"}}
 
@@ -118,31 +119,25 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
     again = {r.method: r for r in board(raising, resume=True)["rows"]}
     assert again["finetune"] == first["finetune"] and again["retrain"] == first["retrain"]
     assert "finetune: reusing" in capsys.readouterr().out
-    # A report from before the models' shared offsets is reused, its intervals recomputed and saved.
-    report_path = tmp_path / "finetune" / "report.json"
-    report = json.loads(report_path.read_text())
-    assert "shared_shift" in report["metric_info"]
-    stale = report | {"metric_info": {k: v for k, v in report["metric_info"].items() if k != "shared_shift"},
-                      "intervals": report["intervals"] | {"forget_quality": {"value": 0.5, "low": 0.0, "high": 1.0}}}
-    report_path.write_text(json.dumps(stale))
-    refreshed = board(raising, resume=True)
-    assert {r.method: r.status for r in refreshed["rows"]}["finetune"] == "ok"
-    rewritten = json.loads(report_path.read_text())
-    assert rewritten["intervals"] == report["intervals"] and rewritten["metric_info"] == report["metric_info"]
-    # A report from before intervals and the ceiling existed is not reused.
-    report_path.write_text(json.dumps({k: v for k, v in report.items() if k not in ("intervals", "ceiling")}))
-    older = board(raising, resume=True)
-    assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
-    report_path.write_text(json.dumps(report | {"report_version": 1}))
-    older = board(raising, resume=True)
-    assert {r.method: r.status for r in older["rows"]}["finetune"] == "failed"
-    # A report made with other values (as after a change of a default) is not reused.
-    report_path.write_text(json.dumps(report))
-    changed = board(Raises, resume=True)
-    assert {r.method: r.status for r in changed["rows"]}["finetune"] == "failed"
-    # Reports made under other conditions (here: other run seeds) are not reused.
-    other = board(raising, context | {"run_seeds": [0]}, resume=True)
-    assert {r.method: r.status for r in other["rows"]}["finetune"] == "failed"
+    report_path, arrays_path = tmp_path / "finetune" / "report.json", tmp_path / "finetune" / "report.npz"
+    report, arrays = json.loads(report_path.read_text()), arrays_path.read_bytes()
+
+    def status(saved: dict, make=raising, conditions=context) -> str:
+        """finetune's row when ``saved`` (with its arrays) is in the folder (a failed run removes them)."""
+        report_path.write_text(json.dumps(saved))
+        arrays_path.write_bytes(arrays)
+        return {r.method: r.status for r in board(make, conditions, resume=True)["rows"]}["finetune"]
+
+    assert status(report) == "ok"  # the saved report stands in for the raising runs
+    # A report of an older format is never patched up: its method runs again (here it raises).
+    assert report["report_version"] == 3 and "shared_shift" in report["metric_info"]
+    assert status(report | {"report_version": 2}) == "failed"
+    assert status(report | {"report_version": 1}) == "failed"
+    assert status({k: v for k, v in report.items() if k not in ("intervals", "ceiling")}) == "failed"
+    # A report made with other values (as after a change of a default) is not reused,
+    assert status(report, make=Raises) == "failed"
+    # nor one made under other conditions (here: other run seeds).
+    assert status(report, conditions=context | {"run_seeds": [0]}) == "failed"
 
 
 def test_all_exits_1_naming_the_failed_methods_and_no_old_success_survives(tmp_path, smoke_store, monkeypatch,

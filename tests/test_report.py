@@ -1,14 +1,16 @@
 """Result files: report.json small at any N with its arrays in report.npz, strict JSON, and
 an MIA that a tiny forget set leaves unmeasured instead of failing the evaluation."""
 
+import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
 
+from evaluation.judge import References, judge
 from evaluation.report import read_report, summary_table, write_report
-from evaluation.runner import References, score_unlearned
+from evaluation.result import Result, Side
 from evaluation.scoring import ModelScores
 
 
@@ -23,47 +25,49 @@ def _result(forget: int, n: int = 3):
     references = References(_scores(rng, forget), 1.0, [_scores(rng, forget) for _ in range(n)],
                             {"seconds": 10.0, "machine": "test", "images_per_second": 1.0, "timed_steps": 2,
                              "version": 1})
-    return score_unlearned("m", [_scores(rng, forget) for _ in range(n)], [0.5] * n, references, gate=0.2)
+    return judge("m", [_scores(rng, forget) for _ in range(n)], [0.5] * n, references, gate=0.2)
 
 
 def test_a_forget_set_too_small_for_the_mia_gives_nan_with_a_note(tmp_path):
     result = _result(forget=6)
-    assert math.isnan(result.mia["unlearned"]) and math.isnan(result.mia["original"])
-    assert "at least 10 examples on each side; forget has 6" in result.mia["note"]
+    assert math.isnan(result.mia.unlearned) and math.isnan(result.mia.original)
+    assert "at least 10 examples on each side; forget has 6" in result.mia.note
     assert 0 <= result.forget_quality <= 1  # the evaluation itself is whole
     path = write_report(result, tmp_path, {"status": "ok"})
     text = path.read_text()
     assert "NaN" not in text and json.loads(text)["mia"]["unlearned"] is None  # strict JSON
     back = read_report(path)
-    assert math.isnan(back["mia"]["unlearned"]) and back["mia"]["note"] == result.mia["note"]
+    assert math.isnan(back["mia"]["unlearned"]) and back["mia"]["note"] == result.mia.note
     assert "MIA not measured" in summary_table(result)
 
 
 def test_report_json_stays_small_at_the_full_scale_and_its_arrays_come_back(tmp_path):
-    result = _result(forget=20)
+    small = _result(forget=20)
     n, forget = 512, 1000  # as report.json held them before: 20 MB of JSON
     rng = np.random.default_rng(1)
-    for side in (result.unlearned, result.retrained):
-        side["forget_confs"] = rng.normal(size=(n, forget)).tolist()
-        for key in ("retain_acc", "forget_acc", "test_acc"):
-            side[f"{key}_per_model"] = rng.uniform(size=n).tolist()
-    result.epsilons = rng.uniform(0, 3, size=forget).tolist()
-    result.timing["unlearn_seconds"] = rng.uniform(size=n).tolist()
+
+    def side():
+        return Side(*(tuple(rng.uniform(size=n).tolist()) for _ in range(3)), rng.normal(size=(n, forget)))
+
+    result = dataclasses.replace(small, unlearned=side(), retrained=side(), epsilons=rng.uniform(0, 3, size=forget),
+                                 timing=dataclasses.replace(small.timing, unlearn_seconds=tuple(rng.uniform(size=n))))
     path = write_report(result, tmp_path, {"status": "ok"})
     assert path.stat().st_size < 1_000_000
     assert (tmp_path / "report.npz").exists() and (tmp_path / "report.png").exists()
     report = json.loads(path.read_text())
     assert "forget_confs" not in report["unlearned"] and report["arrays"]["file"] == "report.npz"
     back = read_report(path)
-    assert back["unlearned"]["forget_confs"] == result.unlearned["forget_confs"]
-    assert back["retrained"]["forget_confs"] == result.retrained["forget_confs"]
+    assert back["unlearned"]["forget_confs"] == result.unlearned.forget_confs.tolist()
+    assert back["retrained"]["forget_confs"] == result.retrained.forget_confs.tolist()
+    again = Result.from_json(back)  # what --resume reads: every number as it was
+    assert again.to_json() == result.to_json()
     (tmp_path / "report.npz").unlink()
     assert read_report(path) is None  # a report without its arrays cannot stand in for a run
 
 
 def test_mia_is_measured_with_enough_examples():
     result = _result(forget=30)
-    assert "note" not in result.mia and 0 <= result.mia["unlearned"] <= 1
+    assert result.mia.note is None and 0 <= result.mia.unlearned <= 1 and "note" not in result.mia.to_json()
 
 
 @pytest.mark.parametrize("bad", ["not json", '{"arrays": {"file": "missing.npz"}}'])
@@ -73,10 +77,10 @@ def test_an_unreadable_report_reads_as_none(tmp_path, bad):
 
 
 def test_a_methods_round_log_is_in_the_report_and_its_summary(tmp_path):
-    result = _result(forget=12)
-    result.round_log = [[{"round": 0}, {"round": 2, "stop": "forgotten", "auc": 0.51}],
-                        [{"round": 0}, {"round": 1, "stop": "overshoot", "auc": 0.31}],
-                        [{"round": 0}, {"round": 2, "stop": "forgotten", "auc": float("nan")}]]
+    result = dataclasses.replace(_result(forget=12), round_log=[
+        [{"round": 0}, {"round": 2, "stop": "forgotten", "auc": 0.51}],
+        [{"round": 0}, {"round": 1, "stop": "overshoot", "auc": 0.31}],
+        [{"round": 0}, {"round": 2, "stop": "forgotten", "auc": float("nan")}]])
     path = write_report(result, tmp_path, {"status": "ok"})
     report = json.loads(path.read_text())  # strict JSON: the NaN is a null
     assert report["round_log"][1] == [{"round": 0}, {"round": 1, "stop": "overshoot", "auc": 0.31}]

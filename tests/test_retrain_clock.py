@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from evaluation import retrain_clock
-from evaluation.runner import evaluate_retraining, measured_ceiling, score_references, score_unlearned
+from evaluation.judge import judge
+from evaluation.session import gather_references, score_retraining
 from evaluation.store import CheckpointStore
 from training import starter_kit
 from training.recipe import TrainRecipe
@@ -75,19 +76,23 @@ def test_a_busy_clock_is_measured_again_and_the_flag_forces_it(mini_zoo, monkeyp
         measured.append(1)
         return next(readings)
 
-    monkeypatch.setattr("evaluation.zoo.measure", fake_measure)
-    zoo = dataclasses.replace(mini_zoo, store=CheckpointStore(mini_zoo.store.root.parent / "clock_store"), _clock=None)
-    assert zoo.retrain_clock()["images_per_second"] == 100.0 and zoo.retrain_clock()["busy"]
-    assert len(measured) == 1  # once per zoo
+    monkeypatch.setattr(retrain_clock, "measure", fake_measure)
+    store = CheckpointStore(mini_zoo.store.root.parent / "clock_store")
+
+    def clock(remeasure=False):  # one run's reading, on the same store
+        return retrain_clock.stored_clock(store, mini_zoo.data, mini_zoo.splits, mini_zoo.profile, "cpu",
+                                          progress=False, remeasure=remeasure)
+
+    first = clock()
+    assert first["images_per_second"] == 100.0 and first["busy"] and len(measured) == 1
     assert "other processes used 1.2 CPU cores" in capsys.readouterr().err
-    fresh = lambda **kw: dataclasses.replace(zoo, _clock=None, **kw)  # noqa: E731  (a later run on the same store)
-    assert fresh().retrain_clock()["images_per_second"] == 100.0
-    assert fresh().retrain_clock()["images_per_second"] == 300.0 and len(measured) == 3
-    assert fresh().retrain_clock()["images_per_second"] == 300.0 and len(measured) == 3  # idle reading: kept
-    clock = fresh(remeasure_clock=True).retrain_clock()
-    assert clock["images_per_second"] == 250.0 and clock["seconds"] == pytest.approx(
-        retrain_clock.extrapolate(250.0, zoo.profile.retrain_recipe(), len(zoo.splits.retain)))
-    assert len(list((zoo.store.root / "notes").glob("retrain_clock_*.json"))) == 1
+    assert clock()["images_per_second"] == 100.0
+    assert clock()["images_per_second"] == 300.0 and len(measured) == 3
+    assert clock()["images_per_second"] == 300.0 and len(measured) == 3  # idle reading: kept
+    again = clock(remeasure=True)
+    assert again["images_per_second"] == 250.0 and again["seconds"] == pytest.approx(
+        retrain_clock.extrapolate(250.0, mini_zoo.profile.retrain_recipe(), len(mini_zoo.splits.retain)))
+    assert len(list((store.root / "notes").glob("retrain_clock_*.json"))) == 1
 
 
 def test_starter_kit_refuses_a_run_with_nothing_to_time(cifar):
@@ -98,7 +103,12 @@ def test_starter_kit_refuses_a_run_with_nothing_to_time(cifar):
 
 def test_zoo_measures_the_clock_once_per_store(mini_zoo, monkeypatch):
     monkeypatch.setattr(retrain_clock, "BUSY_CORES", float("inf"))  # a busy reading is measured again (above)
-    first = mini_zoo.retrain_clock()
+
+    def clock():
+        return retrain_clock.stored_clock(mini_zoo.store, mini_zoo.data, mini_zoo.splits, mini_zoo.profile, "cpu",
+                                          progress=False)
+
+    first = clock()
     recipe = mini_zoo.profile.retrain_recipe()
     assert first["seconds"] == pytest.approx(
         retrain_clock.extrapolate(first["images_per_second"], recipe, len(mini_zoo.splits.retain)))
@@ -108,33 +118,33 @@ def test_zoo_measures_the_clock_once_per_store(mini_zoo, monkeypatch):
     def must_not_measure(*args, **kwargs):
         raise AssertionError("the clock was measured again")
 
-    monkeypatch.setattr("evaluation.zoo.measure", must_not_measure)
-    assert dataclasses.replace(mini_zoo, _clock=None).retrain_clock() == first
+    monkeypatch.setattr(retrain_clock, "measure", must_not_measure)
+    assert clock() == first
     manifest = json.loads(mini_zoo.store.write_manifest().read_text())
     assert not any(key.startswith("retrain_clock") for key in manifest), "notes are not models"
 
 
 def test_gate_divides_by_the_clock_and_retraining_costs_one_retrain(mini_zoo):
-    references = score_references(mini_zoo)
+    references = gather_references(mini_zoo)
     clock = references.retrain_clock["seconds"]
-    as_if_unlearned = score_unlearned("x", references.retrained, [2.0, 4.0, 6.0], references, gate=0.2)
-    assert as_if_unlearned.timing["time_ratio"] == pytest.approx(4.0 / clock)
-    assert as_if_unlearned.timing["retrain_seconds"] == clock
-    assert as_if_unlearned.timing["passes_gate"] == (4.0 / clock <= 0.2)
+    as_if_unlearned = judge("x", references.retrained, [2.0, 4.0, 6.0], references, gate=0.2)
+    assert as_if_unlearned.timing.time_ratio == pytest.approx(4.0 / clock)
+    assert as_if_unlearned.timing.retrain_seconds == clock
+    assert as_if_unlearned.timing.passes_gate == (4.0 / clock <= 0.2)
 
-    retrain = evaluate_retraining(mini_zoo, references=references)
-    assert retrain.timing["time_ratio"] == pytest.approx(1.0)
-    assert len(retrain.timing["reference_seconds"]) == 3 and min(retrain.timing["reference_seconds"]) > 0
+    retrain = score_retraining(mini_zoo, references, gate=0.2)
+    assert retrain.timing.time_ratio == pytest.approx(1.0)
+    assert len(retrain.timing.reference_seconds) == 3 and min(retrain.timing.reference_seconds) > 0
 
 
 def test_ceiling_comes_from_the_store_only_when_every_extra_reference_is_there(mini_zoo):
     """-m NAME places a method against retraining when the store holds references N..2N-1."""
-    references = score_references(mini_zoo)
+    references = gather_references(mini_zoo)
     wider = dataclasses.replace(mini_zoo, profile=mini_zoo.profile.with_models(4))
     assert not wider.has_retrained(range(4, 8))
-    assert measured_ceiling(wider, 0.2, references) is None  # nothing trained
+    assert score_retraining(wider, references, 0.2, train=False) is None  # nothing trained
     assert not wider.has_retrained(range(4, 8))
-    ceiling = measured_ceiling(mini_zoo, 0.2, references, train=True)
+    ceiling = score_retraining(mini_zoo, references, 0.2, train=True)
     assert mini_zoo.has_retrained(range(3, 6)) and ceiling.method == "retrain"
-    again = measured_ceiling(mini_zoo, 0.2, references)
+    again = score_retraining(mini_zoo, references, 0.2, train=False)
     assert again.forget_quality == ceiling.forget_quality and again.intervals == ceiling.intervals

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from evaluation import scoring
-from evaluation.runner import score_references
+from evaluation.session import gather_references
 from evaluation.scoring import ModelScores, score_model
 
 
@@ -45,7 +45,7 @@ def _assert_same(a: ModelScores, b: ModelScores):
 
 @pytest.mark.slow
 def test_training_scores_each_group_once_and_evaluations_read_them_back(tiny_zoo, inference_calls, monkeypatch):
-    first = score_references(tiny_zoo)
+    first = gather_references(tiny_zoo)
     sizes = {"retain": 180, "forget": 20, "test": 50}
     # The original, then the 3 references as one group: one call per split each, none afterwards.
     assert inference_calls == [(1, n) for n in sizes.values()] + [(3, n) for n in sizes.values()]
@@ -61,7 +61,7 @@ def test_training_scores_each_group_once_and_evaluations_read_them_back(tiny_zoo
     monkeypatch.setattr(tiny_zoo.store, "load", no_weights)
     tiny_zoo._original = None
     inference_calls.clear()
-    again = score_references(tiny_zoo)
+    again = gather_references(tiny_zoo)
     assert inference_calls == []
     _assert_same(first.original, again.original)
     for a, b in zip(first.retrained, again.retrained):
@@ -107,9 +107,9 @@ def test_the_engines_precision_is_part_of_a_reference_key(tiny_zoo, monkeypatch)
     precision; the key names the precision and the key version whatever the precision."""
     from evaluation.store import config_key
 
-    fp32 = tiny_zoo._retrained_config(0)
+    fp32 = tiny_zoo.retrained_config(0)
     assert fp32["precision"] == "fp32" and fp32["key_version"] == 2
-    keys = {config_key(dataclasses.replace(tiny_zoo, precision=p)._retrained_config(0)) for p in ("bf16", "fp16")}
+    keys = {config_key(dataclasses.replace(tiny_zoo, precision=p).retrained_config(0)) for p in ("bf16", "fp16")}
     assert len(keys | {config_key(fp32)}) == 3
     class Asked(Exception):
         pass

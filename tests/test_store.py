@@ -127,7 +127,7 @@ def test_keys_separate_device_class_and_precision_and_older_versions_are_named_o
     from evaluation.store import prune
     from evaluation.store import KEY_VERSION
 
-    config = mini_zoo._retrained_config(0)
+    config = mini_zoo.retrained_config(0)
     assert config["key_version"] == KEY_VERSION and config["device"] == "cpu" and config["precision"] == "fp32"
     on_gpu = config | {"device": "cuda", "precision": "bf16"}
     assert config_key(on_gpu) != config_key(config)
@@ -144,3 +144,27 @@ def test_keys_separate_device_class_and_precision_and_older_versions_are_named_o
     assert len(notes) == 1 and "holds 1 models" in notes[0] and "python -m evaluation.store prune" in notes[0]
     assert old.has("old1") and old.older_models(KEY_VERSION) == ["old1"]
     assert prune(tmp_path, KEY_VERSION) == 1 and not old.has("old1") and old.has(config_key(config))
+
+
+def test_keys_and_score_names_stay_what_they_were(tmp_path):
+    """Pinned: a change to what a model's key or a cached score's name covers would leave every
+    store's models and scores unused (and retrain them); bump KEY_VERSION or SCORING_VERSION for
+    that. Seeded images, so the pin does not depend on which copy of CIFAR-10 a machine has."""
+    import numpy as np
+
+    from data import ImageData, make_splits
+    from evaluation.profiles import PROFILES
+    from evaluation.zoo import SplitTensors, Zoo
+
+    rng = np.random.default_rng(0)
+    data = ImageData(rng.integers(0, 256, (400, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 400),
+                     rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 200), "seeded")
+    profile = PROFILES["smoke"]
+    splits = make_splits(400, 200, 0, train_subset=profile.train_subset, test_subset=profile.test_subset)
+    zoo = Zoo(data, splits, profile, SplitTensors.build(data, splits, torch.device("cpu")), CheckpointStore(tmp_path),
+              progress=False)
+    assert config_key(zoo.original_config()) == "7e8ff7288b415ce2102a92a3"
+    reference = config_key(zoo.retrained_config(0))
+    assert reference == "41115c74fc8ba84bb345a087"
+    record = {"sha256": "2bf66b87cd9a2154d2c318c5ce3efdac07c6e2166cf972678b094a60bbc55730"}
+    assert zoo.scores_name(reference, record) == "scores_41115c74fc8ba84bb345a087_1d92579f16d553a7c2afe7b5"
