@@ -402,12 +402,12 @@ def write_notebook(name: str, out_path: pathlib.Path | None = None, template: pa
     out_path = pathlib.Path(out_path) if out_path else pathlib.Path(out_dir) / f"run-unlearn-{name}.ipynb"
     if out_path.resolve() == pathlib.Path(template).resolve():
         raise ExportError(f"refusing to overwrite the template {template}: choose another -o")
+    from evaluation.files import write_atomically
+
     notebook = build_notebook(name, template, settings=settings)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".ipynb.tmp")
-    nbformat.write(notebook, str(tmp))
-    tmp.replace(out_path)
-    return out_path
+    text = nbformat.writes(notebook)
+    return write_atomically(out_path, text if text.endswith("\n") else text + "\n")  # as nbformat.write ends it
 
 
 def main(argv=None) -> int:

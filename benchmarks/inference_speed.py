@@ -20,7 +20,7 @@ import torch
 
 import _checkout  # noqa: F401 - the kit's checkout on sys.path
 from data import load_cifar10, to_tensors
-from evaluation.scoring import predict_logits_many
+from training.inference import predict_logits_many
 from training.model import make_model
 
 FULL_MODELS, FULL_IMAGES = 512, 55_000  # the full profile: references x (retain + forget + test)

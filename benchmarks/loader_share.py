@@ -1,7 +1,7 @@
 """The method loaders' share of an unlearning run.
 
 On one device and real CIFAR-10 training images, as the evaluation hands them to a
-method (``evaluation.runner.method_loaders``: normalised tensors, batch 64, shuffled),
+method (``data.method_loaders``: normalised tensors, batch 64, shuffled),
 times one epoch of the retain loader alone (every batch fetched and, as a method
 does, moved to the device) and one epoch of finetune over it, and prints the loader's
 share of the run.

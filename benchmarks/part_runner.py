@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import _checkout  # noqa: F401 - the kit's checkout on sys.path
+from evaluation.files import write_atomically
 from evaluation.workers import describe_exit
 
 KILL_GRACE_S = 5.0  # after SIGTERM at the limit, before SIGKILL
@@ -64,12 +65,6 @@ class PartContext:
 
     def _write(self) -> None:
         write_atomically(self._path, json.dumps(self.figures, indent=1, default=str))
-
-
-def write_atomically(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load_module(path):

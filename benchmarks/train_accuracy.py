@@ -16,7 +16,8 @@ import torch
 
 import _checkout  # noqa: F401 - the kit's checkout on sys.path
 from data import load_cifar10, to_tensors
-from evaluation.scoring import accuracy, predict_logits
+from evaluation.scoring import accuracy
+from training.inference import predict_logits
 from training import starter_kit
 from training.engine import train_models
 from training.model import make_model

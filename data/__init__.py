@@ -5,9 +5,9 @@ Imports neither ``evaluation`` nor ``methods``.
 
 from .cifar10 import DataError, ImageData, load_cifar10, resolve_source
 from .datasets import DATASETS, load_dataset
-from .loaders import Batch, make_loader
+from .loaders import Batch, make_loader, method_loaders
 from .splits import Splits, make_splits
-from .tensors import (CIFAR10_MEAN, CIFAR10_STD, NORMALISED, RAW, Pixels, crop_flip, draw_crop_flip,
+from .tensors import (CIFAR10_MEAN, CIFAR10_STD, NORMALISED, RAW, Pixels, SplitTensors, crop_flip, draw_crop_flip,
                       pad_black, random_crop_flip, to_tensors)
 
 __all__ = [
@@ -20,9 +20,11 @@ __all__ = [
     "crop_flip",
     "draw_crop_flip",
     "Splits",
+    "SplitTensors",
     "load_cifar10",
     "load_dataset",
     "make_loader",
+    "method_loaders",
     "make_splits",
     "NORMALISED",
     "Pixels",

@@ -97,3 +97,13 @@ def make_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, shu
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(GatheredTensors(images, labels), batch_size=batch_size, shuffle=shuffle, generator=generator,
                       collate_fn=collate_batch)
+
+
+def method_loaders(tensors, batch_size: int, seed: int):
+    """The three loaders a method sees from ``tensors`` (``SplitTensors``), never the test
+    split: retain, forget and validation, shuffled by ``seed``."""
+    return (
+        make_loader(*tensors.retain, batch_size, shuffle=True, seed=seed),
+        make_loader(*tensors.forget, batch_size, shuffle=True, seed=seed + 1),
+        make_loader(*tensors.val, batch_size, shuffle=True, seed=seed + 2),
+    )

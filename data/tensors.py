@@ -100,3 +100,26 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: 
     n = images.shape[0]
     index = torch.arange(n, device=images.device)
     return crop_flip(pad_black(images, padding, pixels), index, draw_crop_flip(n, generator, padding), images.shape[-1])
+
+
+@dataclass
+class SplitTensors:
+    """The four splits as float tensors on the device, in the data's pixel representation."""
+
+    retain: tuple
+    forget: tuple
+    val: tuple
+    test: tuple
+
+    @classmethod
+    def build(cls, data, splits, device) -> "SplitTensors":
+        """``data`` (``ImageData``) cut by ``splits`` (``Splits``), on ``device``."""
+        def encoded(x, y, index):
+            return to_tensors(x[index], y[index], device, data.pixels)
+
+        return cls(
+            retain=encoded(data.x_train, data.y_train, splits.retain),
+            forget=encoded(data.x_train, data.y_train, splits.forget),
+            val=encoded(data.x_test, data.y_test, splits.val),
+            test=encoded(data.x_test, data.y_test, splits.test),
+        )

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field
 
 from .comparison import CEILING, difference, paired_differences, replicates_of, versus_ceiling
 from .intervals import CONFIDENCE, RESAMPLES, Interval
-from .report import json_text, write_atomically
+from .files import write_atomically
+from .report import json_text
 from .result import Result
 from .retrain_clock import GATE
 
@@ -185,7 +186,7 @@ def write_leaderboard(board: Leaderboard, out_dir, context: dict) -> pathlib.Pat
     if len(board.pairs) > 0:
         text += ("\n## Paired comparisons of the final score\n\n``>``: the row's final score is higher than the "
                  "column's at 95% (paired), ``<``: lower, ``~``: not separated.\n\n" + pairwise_table(board) + "\n")
-    (out / "leaderboard.md").write_text(text)
+    write_atomically(out / "leaderboard.md", text)
     payload = {"rows": [asdict(r) for r in ranked(board.rows)], "pairs": board.pairs, "baseline": board.baseline,
                "ceiling": board.ceiling, "intervals": {"confidence": CONFIDENCE, "resamples": RESAMPLES}} | context
     write_atomically(out / "leaderboard.json", json_text(payload))
@@ -227,5 +228,5 @@ def plot_leaderboard(board: Leaderboard, path, gate: float = GATE) -> None:
              title="Forget quality against cost")
     cost.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)

@@ -19,6 +19,7 @@ from collections import Counter
 import numpy as np
 
 from .comparison import CEILING
+from .files import write_atomically
 from .intervals import CONFIDENCE
 from .result import Result
 
@@ -82,12 +83,6 @@ def _finite(obj):
     return obj
 
 
-def write_atomically(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_report(result: Result, out_dir, context: dict) -> pathlib.Path:
     """Write ``report.json`` (every number, plus ``context``), ``report.npz`` (the per-model
     arrays) and ``report.png``. The arrays go first: a report.json always has its arrays."""
@@ -96,9 +91,7 @@ def write_report(result: Result, out_dir, context: dict) -> pathlib.Path:
     report = result.to_json() | context
     arrays = {f"{side}.{key}": np.asarray(report[side].pop(key), dtype=np.float64)
               for side, key in ARRAY_FIELDS if key in report[side]}
-    tmp = out / f"{ARRAYS_FILE}.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out / ARRAYS_FILE)
+    write_atomically(out / ARRAYS_FILE, lambda f: np.savez_compressed(f, **arrays))
     report["arrays"] = {"file": ARRAYS_FILE, "keys": sorted(arrays)}
     path = out / "report.json"
     write_atomically(path, json_text(report))
@@ -118,7 +111,7 @@ def write_result(result: Result, out_dir: pathlib.Path, splits, context: dict) -
     its summary table on stdout."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "splits.json").write_text(json.dumps(splits.to_json()))
+    write_atomically(out_dir / "splits.json", json.dumps(splits.to_json()))
     path = write_report(result, out_dir, context | {"created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     print(f"\n{result.method} on profile {context['profile']['name']} ({context['environment']['device']}):")
     print(summary_table(result))
@@ -272,5 +265,5 @@ def plot_report(result: Result, path, n_examples: int = 4) -> None:
         ax.set(title=f"forget example {i}: eps = {eps[i]:.2f}", xlabel="logit-scaled confidence")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)

@@ -24,12 +24,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from data import make_loader
+from data import SplitTensors, method_loaders
 from training.engine import device_scope
 
 from .distributed import World
 from .scoring import score_model
-from .zoo import SplitTensors
 
 
 class MethodFailed(Exception):
@@ -68,15 +67,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def method_loaders(tensors: SplitTensors, batch_size: int, seed: int):
-    """The three loaders a method sees (never the test split), shuffled by ``seed``."""
-    return (
-        make_loader(*tensors.retain, batch_size, shuffle=True, seed=seed),
-        make_loader(*tensors.forget, batch_size, shuffle=True, seed=seed + 1),
-        make_loader(*tensors.val, batch_size, shuffle=True, seed=seed + 2),
-    )
 
 
 def weights_are_finite(model: torch.nn.Module) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from data import DataError, ImageData, make_splits
+from data import DataError, ImageData, SplitTensors, make_splits
 
 from . import metric
 from .comparison import CEILING
@@ -35,7 +35,7 @@ from .result import Result
 from .retrain_clock import GATE, stored_clock
 from .runner import MethodFailed, Sandbox, run_all
 from .store import CheckpointStore
-from .zoo import SplitTensors, Zoo
+from .zoo import Zoo
 
 
 class RunFailed(Exception):

@@ -17,12 +17,13 @@ import io
 import json
 import os
 import pathlib
-import tempfile
 import time
 import zipfile
 
 import numpy as np
 import torch
+
+from .files import write_atomically
 
 
 # The version of what a model's key covers (the configs evaluation/zoo.py builds): bump it when
@@ -78,7 +79,7 @@ class CheckpointStore:
         data = buffer.getvalue()
         # The hash of the bytes written, not of the file read back: a second writer of the
         # same key may have renamed its own file into place in between.
-        _atomic_write(weights, lambda f: f.write(data))
+        write_atomically(weights, data)
         record = {
             "key": key,
             "config": config,
@@ -86,7 +87,7 @@ class CheckpointStore:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **info,
         }
-        _atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=1).encode()))
+        write_atomically(record_path, json.dumps(record, indent=1))
         if manifest:
             self.write_manifest()
         return record
@@ -103,7 +104,7 @@ class CheckpointStore:
         """Keep ``value`` beside the models (in ``notes/``, out of the manifest), atomically."""
         path = self.root / "notes" / f"{name}.json"
         path.parent.mkdir(exist_ok=True)
-        _atomic_write(path, lambda f: f.write(json.dumps(value, indent=1).encode()))
+        write_atomically(path, json.dumps(value, indent=1))
 
     def arrays(self, name: str) -> dict[str, np.ndarray] | None:
         """The arrays saved with ``save_arrays`` (None if missing or unreadable: recompute them)."""
@@ -116,7 +117,7 @@ class CheckpointStore:
     def save_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         path = self.root / "arrays" / f"{name}.npz"
         path.parent.mkdir(exist_ok=True)
-        _atomic_write(path, lambda f: np.savez(f, **arrays))
+        write_atomically(path, lambda f: np.savez(f, **arrays))
 
     def older_models(self, version: int) -> list[str]:
         """Keys of the models whose config has a key version below ``version`` (none: 1)."""
@@ -146,7 +147,7 @@ class CheckpointStore:
             except (OSError, ValueError):
                 continue  # a record being replaced by another process
         target = self.root / "manifest.json"
-        _atomic_write(target, lambda f: f.write(json.dumps(records, indent=1).encode()))
+        write_atomically(target, json.dumps(records, indent=1))
         return target
 
 
@@ -160,19 +161,6 @@ def prune(root, version: int = KEY_VERSION) -> int:
             scores.unlink()
     store.write_manifest()
     return len(older)
-
-
-def _atomic_write(path: pathlib.Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from data import ImageData, Splits, to_tensors
+from data import ImageData, Splits, SplitTensors
 from training.engine import train_models
 from training.model import empty_model
 from training.precision import choose_precision
@@ -30,28 +30,6 @@ ORIGINAL_SEED_OFFSET = 0
 RETRAINED_SEED_OFFSET = 1000
 SCORING_VERSION = 1  # bump when the scores' inference path changes: every stored score is recomputed
 CUDA_GROUP_SIZE = 16  # references trained together on a GPU (benchmarks/RESULTS.md); one at a time on CPU
-
-
-@dataclass
-class SplitTensors:
-    """The four splits as float tensors on the device, in the data's pixel representation."""
-
-    retain: tuple
-    forget: tuple
-    val: tuple
-    test: tuple
-
-    @classmethod
-    def build(cls, data: ImageData, splits: Splits, device) -> "SplitTensors":
-        def encoded(x, y, index):
-            return to_tensors(x[index], y[index], device, data.pixels)
-
-        return cls(
-            retain=encoded(data.x_train, data.y_train, splits.retain),
-            forget=encoded(data.x_train, data.y_train, splits.forget),
-            val=encoded(data.x_test, data.y_test, splits.val),
-            test=encoded(data.x_test, data.y_test, splits.test),
-        )
 
 
 @dataclass

@@ -123,10 +123,10 @@ def mini_zoo(cifar, tmp_path_factory):
     """
     import torch
 
-    from data import make_splits
+    from data import SplitTensors, make_splits
     from evaluation.profiles import Profile
     from evaluation.store import CheckpointStore
-    from evaluation.zoo import SplitTensors, Zoo
+    from evaluation.zoo import Zoo
 
     profile = Profile("test", 600, 400, 6, 6, 64, 3, clock_steps=2, train_lr=0.01, augment=False)
     splits = make_splits(len(cifar.y_train), len(cifar.y_test), seed=0, train_subset=600, test_subset=400)

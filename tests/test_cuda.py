@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from evaluation.scoring import predict_logits, predict_logits_many
+from training.inference import predict_logits, predict_logits_many
 from tests.test_engine import _data
 from training.engine import train_models
 from training.model import make_model

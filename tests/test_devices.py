@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import main
-from evaluation import distributed, scoring
-from training import engine
+from evaluation import distributed
+from training import engine, inference
 from training.model import pick_device
 from training.recipe import TrainRecipe
 
@@ -54,11 +54,11 @@ def test_the_engine_creates_its_cuda_objects_under_the_tensors_device(monkeypatc
         built(self, *args, **kwargs)
 
     monkeypatch.setattr(engine, "device_scope", recording_scope)
-    monkeypatch.setattr(scoring, "device_scope", recording_scope)
+    monkeypatch.setattr(inference, "device_scope", recording_scope)
     monkeypatch.setattr(engine.Trainer, "__init__", checked_init)
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     states, _, _ = engine.train_models(x, y, TrainRecipe(epochs=1, batch_size=4, lr=0.01), [0], progress=False)
-    scoring.predict_logits_many(states, x)
+    inference.predict_logits_many(states, x)
     assert scopes == [torch.device("cpu"), torch.device("cpu")] and not inside
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from evaluation.scoring import predict_logits, predict_logits_many
+from training.inference import predict_logits, predict_logits_many
 from training.engine import ModelGroup, StackedSGD, train_models
 from training.model import make_model
 from training.recipe import TrainRecipe

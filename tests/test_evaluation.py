@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from evaluation import metric, session
-from evaluation.runner import method_loaders
+from data import method_loaders
 from evaluation.scoring import score_model
 from methods.finetune import Finetune
 from tests.conftest import contestants, sandbox

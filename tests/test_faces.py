@@ -66,10 +66,8 @@ def test_faces_pipeline_batches_have_the_range_and_structure_of_the_notebooks(fa
     notebook: a 2-tuple that answers ["image"] and ["age_group"], float32 [B, 3, H, W]
     images of raw 0-255 values (not normalised), int64 labels; and the very same pixels
     for the same image."""
-    from data import make_splits
+    from data import SplitTensors, make_splits, method_loaders
     from data.faces import read_rows
-    from evaluation.runner import method_loaders
-    from evaluation.zoo import SplitTensors
 
     data, persons = load_faces(faces_dir)
     splits = make_splits(len(data.y_train), len(data.y_test), seed=0, groups=persons)

@@ -126,10 +126,10 @@ def test_killed_zoo_training_resumes_without_loss(cifar, tmp_path):
     """main.py killed while it trains references; the same store then completes the zoo
     (here by the zoo directly, without the runs that would follow) reusing every model
     finished before the kill, and every stored model loads and matches its hash."""
-    from data import make_splits
+    from data import SplitTensors, make_splits
     from evaluation.profiles import PROFILES
     from evaluation.store import CheckpointStore
-    from evaluation.zoo import SplitTensors, Zoo
+    from evaluation.zoo import Zoo
 
     store = tmp_path / "store"
     argv = [sys.executable, "main.py", *SMOKE, "--num-models", "4", "--out", str(tmp_path / "out"),
@@ -160,10 +160,10 @@ def test_killed_zoo_training_resumes_without_loss(cifar, tmp_path):
 
 
 def test_corrupt_checkpoint_is_reported_and_retrained(cifar, tmp_path, capsys):
-    from data import make_splits
+    from data import SplitTensors, make_splits
     from evaluation.profiles import PROFILES
     from evaluation.store import CheckpointStore
-    from evaluation.zoo import SplitTensors, Zoo
+    from evaluation.zoo import Zoo
 
     profile = PROFILES["smoke"]
     splits = make_splits(len(cifar.y_train), len(cifar.y_test), 0, train_subset=300, test_subset=200)

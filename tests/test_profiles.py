@@ -4,7 +4,8 @@ import pytest
 
 from data import make_splits, to_tensors
 from evaluation.profiles import get_profile
-from evaluation.scoring import accuracy, predict_logits_many
+from evaluation.scoring import accuracy
+from training.inference import predict_logits_many
 from training.engine import train_models
 
 

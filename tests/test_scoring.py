@@ -13,10 +13,10 @@ from evaluation.scoring import ModelScores, score_model
 
 @pytest.fixture
 def tiny_zoo(cifar, tmp_path):
-    from data import make_splits
+    from data import SplitTensors, make_splits
     from evaluation.profiles import Profile
     from evaluation.store import CheckpointStore
-    from evaluation.zoo import SplitTensors, Zoo
+    from evaluation.zoo import Zoo
 
     profile = Profile("tiny", 200, 100, 1, 1, 64, 3, clock_steps=2, train_lr=0.01, augment=False)
     splits = make_splits(len(cifar.y_train), len(cifar.y_test), seed=0, train_subset=200, test_subset=100)
@@ -90,7 +90,7 @@ def test_a_damaged_scores_file_is_computed_again(tiny_zoo, inference_calls):
 def test_scores_belong_to_their_evaluation(tiny_zoo):
     """Another test split (same models) gets its own scores, not the stored ones."""
     stored, record = tiny_zoo.retrained_scores(0)
-    from evaluation.zoo import SplitTensors
+    from data import SplitTensors
 
     splits = dataclasses.replace(tiny_zoo.splits, test=tiny_zoo.splits.test[:30])
     other = dataclasses.replace(tiny_zoo, splits=splits,

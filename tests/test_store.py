@@ -95,16 +95,16 @@ def test_arrays_roundtrip_and_unreadable_is_none(tmp_path):
 def test_the_record_hashes_the_bytes_written_and_load_uses_the_bytes_checked(tmp_path, monkeypatch):
     s = CheckpointStore(tmp_path)
     ours, theirs = make_model(seed=0).state_dict(), make_model(seed=1).state_dict()
-    write = store_module._atomic_write
+    write = store_module.write_atomically
 
     def raced(path, fill):
         write(path, fill)
         if path.suffix == ".pt":  # a second writer of the same key renames its file in right after ours
             write(path, lambda f: torch.save(theirs, f))
 
-    monkeypatch.setattr(store_module, "_atomic_write", raced)
+    monkeypatch.setattr(store_module, "write_atomically", raced)
     s.save("k", ours, {})
-    monkeypatch.setattr(store_module, "_atomic_write", write)
+    monkeypatch.setattr(store_module, "write_atomically", write)
     # our record must not vouch for their file: the mismatch is caught, not loaded as ours
     with pytest.raises(CorruptCheckpoint, match="does not match its recorded hash"):
         s.load("k")
@@ -152,9 +152,9 @@ def test_keys_and_score_names_stay_what_they_were(tmp_path):
     that. Seeded images, so the pin does not depend on which copy of CIFAR-10 a machine has."""
     import numpy as np
 
-    from data import ImageData, make_splits
+    from data import ImageData, SplitTensors, make_splits
     from evaluation.profiles import PROFILES
-    from evaluation.zoo import SplitTensors, Zoo
+    from evaluation.zoo import Zoo
 
     rng = np.random.default_rng(0)
     data = ImageData(rng.integers(0, 256, (400, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 400),

@@ -1,0 +1,67 @@
+"""Running trained models: float32 logits of one model, or of several over the same images.
+
+Kept in float32 (no autocast): the metric's confidences are taken in float64 from these
+logits, and bf16 would blur them. References and unlearned models go through the same path
+(``evaluation/scoring.py``), so the metric never compares numbers computed two ways.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .engine import ModelGroup, device_scope, small_convs_by_default
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """float32 logits ``[n, classes]`` on the images' device, model in eval mode.
+
+    Kept in float32 (no autocast): the metric's confidences are taken in float64
+    from these logits and bf16 would blur them. (On CUDA, cuDNN's default TF32 still
+    applies to the convolutions; every model of an evaluation is scored the same way.)
+    """
+    was_training = model.training
+    model.eval()
+    outs = []
+    for s in range(0, images.shape[0], batch_size):
+        x = images[s : s + batch_size]
+        if x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        outs.append(model(x).float())
+    model.train(was_training)
+    if not outs:
+        return torch.empty(0, 10, device=images.device)
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def predict_logits_many(states: list[dict], images: torch.Tensor, num_classes: int = 10, batch_size: int = 1024,
+                        group_size: int = 1, small_convs: bool | None = None) -> torch.Tensor:
+    """float32 logits ``[K, n, classes]`` of several models (eval mode) over the same images.
+
+    By default one model at a time, as ``predict_logits`` runs it, with the small-input
+    convolutions as matrix products on CPU (``small_convs`` overrides that, as in
+    ``train_models``); ``group_size`` > 1 shares one vmapped forward among that many
+    models. On the 2-core CPU one at a time ran 1,750 to 2,050 model-images/s, against
+    1,100 to 1,300 for vmapped groups; the small convs made no difference beyond noise
+    there (benchmarks/inference_speed.py, which times every choice on any device).
+    """
+    if small_convs is None:
+        small_convs = small_convs_by_default(images.device)
+    small_convs_for = tuple(images.shape[1:]) if small_convs else None
+    with device_scope(images.device):
+        return _predict_groups(states, images, num_classes, batch_size, group_size, small_convs_for)
+
+
+def _predict_groups(states, images, num_classes, batch_size, group_size, small_convs_for) -> torch.Tensor:
+    outs = []
+    for g in range(0, len(states), group_size):
+        group = ModelGroup.from_state_dicts(states[g : g + group_size], num_classes, images.device,
+                                            small_convs_for).train(False)
+        if group.single is not None:
+            outs.append(predict_logits(group.single, images, batch_size)[None])
+            continue
+        chunks = [group.forward_shared(images[s : s + batch_size]).float()
+                  for s in range(0, images.shape[0], batch_size)]
+        outs.append(torch.cat(chunks, dim=1))
+    return torch.cat(outs) if outs else torch.empty(0, images.shape[0], num_classes, device=images.device)
