@@ -18,7 +18,7 @@ import pathlib
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parent
-ALL = "all"  # -m all: every registered method, and a leaderboard
+ALL = "all"  # -m all: every registered method, and a leaderboard (-m a,b: a leaderboard of those)
 
 
 class UsageError(Exception):
@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     from training.precision import PRECISIONS
 
     p = argparse.ArgumentParser(description="Run an unlearning method against the local evaluation.")
-    p.add_argument("-m", "--method", help="registered method name (see --list), or 'all' for a leaderboard")
+    p.add_argument("-m", "--method",
+                   help="registered method name (see --list); 'all' or NAME,NAME,... for a leaderboard")
     p.add_argument("--list", action="store_true", help="list methods (with their hyperparameters) and profiles")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="with -m NAME: a hyperparameter of the method, typed from its declaration (repeatable; "
@@ -75,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "as a method, the ceiling that F / F_retrain is measured against (-m all always does; "
                         "without the flag it is reported whenever the store already holds them)")
     p.add_argument("--resume", action="store_true",
-                   help="with -m all: reuse each method's report.json in --out made with the same profile, N, "
+                   help="with a leaderboard: reuse each method's report.json in --out made with the same profile, N, "
                         "seeds, data and device (a rerun after an interruption redoes only the missing methods)")
     return p.parse_args(argv)
 
@@ -106,16 +107,20 @@ def resolve_run(args):
     from evaluation.session import Contestant
     from methods import all_method_handlers, broken_methods
     from methods.hyperparameters import build, parse_settings
-    from training.model import pick_device
+    from training.devices import pick_device
 
     if not args.method:
         raise UsageError("no method given: pass -m NAME (see --list)")
     handlers, broken = all_method_handlers(), broken_methods()
-    if args.method != ALL and args.method not in handlers:
-        path = f"methods/{args.method}.py"
-        if path in broken:
-            raise UsageError(f"{path} cannot be imported: {broken[path]}")
-        raise UsageError(f"unknown method {args.method!r}; available: {', '.join(handlers)}")
+    names = list(handlers) if args.method == ALL else args.method.split(",")
+    for name in names:
+        if name not in handlers:
+            path = f"methods/{name}.py"
+            if path in broken:
+                raise UsageError(f"{path} cannot be imported: {broken[path]}")
+            raise UsageError(f"unknown method {name!r}; available: {', '.join(handlers)}")
+    if len(set(names)) < len(names):
+        raise UsageError(f"-m {args.method} names a method twice")
     if os.environ.get("RANK", "0") == "0":
         for path, error in broken.items():
             print(f"warning: {path} cannot be imported, its methods are left out: {error}", file=sys.stderr)
@@ -137,7 +142,7 @@ def resolve_run(args):
             raise UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     if args.method_timeout is not None and args.method_timeout <= 0:
         raise UsageError(f"--method-timeout must be positive, got {args.method_timeout}")
-    if args.set and args.method == ALL:
+    if args.set and len(names) > 1:
         raise UsageError("--set applies to one method: pass -m NAME")
     settings = {}
     if args.set:
@@ -146,9 +151,8 @@ def resolve_run(args):
             build(handlers[args.method], args.method, settings)  # the method's own checks, before any work
         except (ValueError, TypeError) as e:
             raise UsageError(f"{args.method}: {e}") from None
-    chosen = handlers if args.method == ALL else {args.method: handlers[args.method]}
-    contestants = {name: contestant(functools.partial(build, cls, name, settings if name == args.method else None))
-                   for name, cls in chosen.items()}
+    contestants = {name: contestant(functools.partial(build, handlers[name], name, settings or None))
+                   for name in names}
     if args.method == ALL:  # a broken file is a failed row of the leaderboard
         contestants |= {pathlib.Path(path).stem: Contestant(broken_import(path, error))
                         for path, error in broken.items() if pathlib.Path(path).stem not in contestants}
@@ -186,7 +190,7 @@ def run(args, argv: list[str]) -> dict:
         return {}
     if args.threads or is_worker():
         torch.set_num_threads(threads)
-    session = Session(methods, args.method == ALL, device, profile, pathlib.Path(args.out), pathlib.Path(args.store),
+    session = Session(methods, is_leaderboard(args), device, profile, pathlib.Path(args.out), pathlib.Path(args.store),
                       seed=args.seed, gate=args.gate, progress=not args.no_progress, precision=args.precision,
                       remeasure_clock=args.remeasure_clock, method_timeout=args.method_timeout,
                       ceiling=args.ceiling, resume=args.resume)
@@ -199,6 +203,11 @@ def run(args, argv: list[str]) -> dict:
             close_world(world)
     except DataError as e:
         raise UsageError(str(e)) from None
+
+
+def is_leaderboard(args) -> bool:
+    """-m all or -m a,b: the methods side by side, with the ceiling's row and leaderboard files."""
+    return args.method == ALL or "," in args.method
 
 
 def broken_import(path: str, error: str):

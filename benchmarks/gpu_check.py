@@ -77,17 +77,18 @@ class Sizes:
 
 
 # CPU, tiny: proves every part and the runner work (CI runs it), measures nothing of a GPU.
-DRY = Sizes(tests=("tests/test_mia.py",), engine_models=(2,), engine_batch=32, engine_steps=3, engine_images=512,
-            engine_compile=False, inference_models=2, inference_images=256, metric_models=16, metric_examples=100,
-            profile="smoke", e2e_models=3, e2e_settings=("epochs=1",), workers=(2,), workers_models=3, mps=False)
+DRY = Sizes(tests=("tests/evaluation/test_mia.py",), engine_models=(2,), engine_batch=32, engine_steps=3,
+            engine_images=512, engine_compile=False, inference_models=2, inference_images=256, metric_models=16,
+            metric_examples=100, profile="smoke", e2e_models=3, e2e_settings=("epochs=1",), workers=(2,),
+            workers_models=3, mps=False)
 
 
 # name, budget in seconds on an H100/H200 and in a dry run, what it measures
 PARTS = (
     ("environment", 10, 30, "GPU, driver, torch, CUDA, cuDNN, CPU, the packages present"),
-    ("cuda_tests", 40, 60, "the tests marked cuda (tests/test_cuda.py and the CUDA cases of the other files), "
+    ("cuda_tests", 40, 60, "the tests marked cuda (CUDA-only tests and the cuda cases of device-parametrised ones), "
                            "UNLEARN_DATA at --data; files that import a package missing there (nbformat: "
-                           "test_notebooks.py) are left out and named"),
+                           "e2e/test_notebooks_run.py) are left out and named"),
     ("engine", 55, 60, "training images/s at 1 model (eager and CUDA graph), at the zoo's group size and at 32 "
                        "models (batch 256), the small-input convolutions as matrix products, inference "
                        "model-images/s, the metric at 512 x 5,000, then compile=True at the zoo's group size"),
@@ -383,7 +384,7 @@ def left_out_test_files() -> dict:
     import ast
 
     left_out = {}
-    for path in sorted((REPO / "tests").glob("test_*.py")):
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
         for node in ast.parse(path.read_text()).body:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])

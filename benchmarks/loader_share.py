@@ -17,7 +17,8 @@ import torch
 import _checkout  # noqa: F401 - the kit's checkout on sys.path
 from data import load_cifar10, make_loader, to_tensors
 from methods.finetune import Finetune
-from training.model import make_model, pick_device
+from training.devices import pick_device
+from training.model import make_model
 
 BATCH = 64  # the profiles' loader batch size
 

@@ -38,7 +38,7 @@ from evaluation.session import Session
 from main import contestant
 from methods import all_method_handlers
 from methods.hyperparameters import build, parse_settings
-from training.model import pick_device
+from training.devices import pick_device
 
 
 def configurations(tries: list[str], grids: list[str]) -> list[list[str]]:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from training.devices import rank_device
+
 
 class RankFailed(RuntimeError):
     """An exception on one rank, raised on every rank at the next collective call."""
@@ -97,12 +99,6 @@ def backend_for(device: torch.device, local_ranks: int) -> str:
     has) and whenever ranks share a GPU, which NCCL refuses."""
     cuda = torch.device(device).type == "cuda"
     return "nccl" if cuda and local_ranks <= torch.cuda.device_count() else "gloo"
-
-
-def rank_device(device: torch.device, local_rank: int) -> torch.device:
-    """This rank's device: on CUDA ``cuda:(local_rank % device count)``, so ranks may share a GPU."""
-    device = torch.device(device)
-    return torch.device("cuda", local_rank % torch.cuda.device_count()) if device.type == "cuda" else device
 
 
 def init_world(device: torch.device, timeout_minutes: float = 120) -> World:

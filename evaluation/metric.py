@@ -27,6 +27,8 @@ import math
 import numpy as np
 import torch
 
+from training.devices import device_of, pick_device
+
 # ---------------------------------------------------------------------------
 # Constants of the competition metric (names as in the organisers' code).
 DELTA = 1e-5  # the delta of (epsilon, delta)-unlearning
@@ -145,7 +147,7 @@ def _median_of_sorted(x: torch.Tensor) -> torch.Tensor:
     return (x[:, n // 2 - 1] + x[:, n // 2]) / 2
 
 
-def _linspace_at(start, stop, num, index):
+def linspace_at(start, stop, num, index):
     """``numpy.linspace(start, stop, num)[index]``, bit for bit, elementwise.
 
     numpy computes ``index * ((stop - start) / (num - 1)) + start`` and sets the
@@ -171,9 +173,9 @@ def _first_linspace_index_above(start, stop, num, value):
     index = torch.minimum(torch.clamp(guess, min=0.0), num_f)
     # The guess is off by at most one ulp-driven step; walk it to the exact answer.
     for _ in range(3):
-        index = index - ((index > 0) & (_linspace_at(start, stop, num, index - 1) > value)).to(index.dtype)
+        index = index - ((index > 0) & (linspace_at(start, stop, num, index - 1) > value)).to(index.dtype)
     for _ in range(3):
-        index = index + ((index < num_f) & (_linspace_at(start, stop, num, index) <= value)).to(index.dtype)
+        index = index + ((index < num_f) & (linspace_at(start, stop, num, index) <= value)).to(index.dtype)
     return index
 
 
@@ -199,7 +201,7 @@ def _best_single_threshold(pos, neg, table):
     lo, hi = values[:, :1], values[:, -1:]
     num = torch.ceil((hi - lo) * NUM_THRESHOLDS_PER_UNIT)
     first = _first_linspace_index_above(lo, hi, num, previous)
-    in_gap = (first < num) & (_linspace_at(lo, hi, num, first) <= values) & (previous < values)
+    in_gap = (first < num) & (linspace_at(lo, hi, num, first) <= values) & (previous < values)
 
     index = (tp * (n_models + 1) + fp).long()
     eps = torch.where(in_gap, table.take(index), torch.full_like(values, -math.inf))
@@ -239,7 +241,7 @@ def _best_double_threshold(pos, neg, pos_range, neg_range, table):
         e = min(s + chunk, n_examples)
         num = right_num[s:e, None]
         right_index = torch.arange(max_right, device=pos.device, dtype=pos.dtype).expand(e - s, -1)
-        t_right = _linspace_at(right_lo[s:e, None], right_hi[s:e, None], num, right_index)
+        t_right = linspace_at(right_lo[s:e, None], right_hi[s:e, None], num, right_index)
         valid_right = right_index < num
         t_right = torch.where(valid_right, t_right, right_hi[s:e, None])
 
@@ -252,7 +254,7 @@ def _best_double_threshold(pos, neg, pos_range, neg_range, table):
         right_other = right_all - right_peaky
 
         centre = t_right - width[s:e, None]
-        t_left = _linspace_at(
+        t_left = linspace_at(
             (centre - DOUBLE_THRESHOLD_BUFFER)[..., None],
             (centre + DOUBLE_THRESHOLD_BUFFER)[..., None],
             left_num,
@@ -348,11 +350,10 @@ def _check_model_count(n_models: int) -> None:
 
 
 def _pick_device(x, device):
+    """The caller's device, else the inputs' when they are tensors, else the default one."""
     if device is not None:
         return torch.device(device)
-    if isinstance(x, torch.Tensor):
-        return x.device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return device_of(x) if isinstance(x, torch.Tensor) else pick_device()
 
 
 def _validated_confs(unlearned, retrained, device):

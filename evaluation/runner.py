@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data import SplitTensors, method_loaders
-from training.engine import device_scope
+from training.devices import device_scope
 
 from .distributed import World
 from .scoring import score_model

@@ -26,7 +26,7 @@ from data import DataError, ImageData, SplitTensors, make_splits
 
 from . import metric
 from .comparison import CEILING
-from .distributed import World, rank_device
+from .distributed import World
 from .judge import References, judge, placed
 from .leaderboard import build, markdown_table, write_leaderboard
 from .profiles import Profile
@@ -36,6 +36,7 @@ from .retrain_clock import GATE, stored_clock
 from .runner import MethodFailed, Sandbox, run_all
 from .store import CheckpointStore
 from .zoo import Zoo
+from training.devices import rank_device
 
 
 class RunFailed(Exception):

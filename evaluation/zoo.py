@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -43,8 +43,10 @@ class Zoo:
     group_size: int | None = None  # references trained together (default: CUDA_GROUP_SIZE on CUDA, 1 on CPU)
     precision: str | None = None  # the engine's arithmetic (precision.py; default: chosen from the device)
     world: World = World()  # under torchrun: this process's rank and the number of ranks
-    _original: tuple | None = None  # loaded once per process; every run copies it
-    _told_of_older: bool = False  # the store's older-version models are named once per zoo
+    # What a zoo holds in memory, never copied by dataclasses.replace: a replaced zoo starts as
+    # a new process would, loading from the store.
+    _original: tuple | None = field(default=None, init=False, repr=False)  # every run copies it
+    _told_of_older: bool = field(default=False, init=False, repr=False)  # older models are named once per zoo
 
     @property
     def device(self) -> torch.device:

@@ -34,11 +34,11 @@ def register(name: str):
 
 
 def _import_all() -> None:
+    _BROKEN.clear()  # a file fixed or removed since is no longer named
     for info in pkgutil.iter_modules(__path__):
         if info.name not in _NOT_METHODS and not info.name.startswith("_"):
             try:
                 importlib.import_module(f"{__name__}.{info.name}")
-                _BROKEN.pop(info.name, None)
             except Exception as e:  # noqa: BLE001 - any error in a user's file, reported with its name
                 _BROKEN[info.name] = f"{type(e).__name__}: {e}"
 

@@ -11,9 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-
-def device_of(net: torch.nn.Module) -> torch.device:
-    return next(net.parameters()).device
+from training.devices import device_of
 
 
 def sgd(net: torch.nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4, params=None):

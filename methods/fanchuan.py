@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from training.devices import device_of
+
 from . import register
 from .BaseMethod import BaseMethod
-from .common import device_of, kl_to_uniform, loader_over, sgd, train_epoch
+from .common import kl_to_uniform, loader_over, sgd, train_epoch
 
 
 @register("fanchuan")

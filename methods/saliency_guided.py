@@ -169,9 +169,9 @@ class SaliencyGuided(BaseMethod):
                 add_masked_noise(net, masks, self.noise)
             kept = {k: v.clone() for k, v in net.state_dict().items()}
             if not damaged and self.variant == "saliency":
-                self._masked_steps(net, left, masks, self.impair_lr, self.impair_steps, budget, anchored_impair_loss,
+                self.masked_steps(net, left, masks, self.impair_lr, self.impair_steps, budget, anchored_impair_loss,
                                    False)
-            self._masked_steps(net, retain_loader, masks if self.repair_scope == "mask" else None, self.repair_lr,
+            self.masked_steps(net, retain_loader, masks if self.repair_scope == "mask" else None, self.repair_lr,
                                self.repair_steps, budget, repair_loss, True)
             # Inputs far from what the model saw (an untrained model, raw pixels) can
             # overflow the steps; undo them rather than hand back NaN (the noise stays).
@@ -188,7 +188,9 @@ class SaliencyGuided(BaseMethod):
         self.round_log[-1]["stop"] = stop or "rounds"
         net.eval()
 
-    def _masked_steps(self, net, loader, masks, lr, steps, budget, loss_fn, train_mode):
+    def masked_steps(self, net, loader, masks, lr, steps, budget, loss_fn, train_mode):
+        """One phase of a round: ``steps`` SGD steps of ``loss_fn`` on ``loader`` that move only the
+        masked weights (all of them when ``masks`` is None)."""
         optimizer = sgd(net, lr)
         frozen = FrozenOutsideMask(net, masks, optimizer) if masks is not None else None
         train_steps(net, loader, optimizer, steps, budget, loss_fn=loss_fn, train_mode=train_mode,

@@ -1,90 +1,40 @@
 import os
 import pathlib
+import shutil
 import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10_jpeg.npz"
+from tests.helpers import REPO, has_cuda, mini_profile, tiny_loader
+
 # Benchmarks find the kit through their folder's _checkout.py, as when run as scripts.
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-# The CUDA engine checks need a GPU; CI has none, so there they are not collected at all.
-collect_ignore = [] if _has_cuda() else ["test_cuda.py"]
+E2E = pathlib.Path(__file__).parent / "e2e"
 # Tests that need the shared trained zoo, the smoke store or the competition's input folder
-# take seconds to minutes each: slow (``-m "not slow"`` leaves them out). The other slow tests
-# are marked where they are defined.
-SLOW_FIXTURES = {"mini_zoo", "smoke_store", "competition_input"}
+# take seconds to minutes each: slow (``-m "not slow"`` leaves them out), as is everything in
+# e2e/. The other slow tests are marked where they are defined.
+SLOW_FIXTURES = {"trained_mini_zoo", "smoke_store", "competition_input"}
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     for item in items:
-        if SLOW_FIXTURES & set(item.fixturenames):
+        if SLOW_FIXTURES & set(item.fixturenames) or E2E in pathlib.Path(item.fspath).parents:
             item.add_marker(pytest.mark.slow)
-
-
-# A test's device parameter: the CPU always, CUDA (marked ``cuda``) where a GPU is present.
-DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.cuda)] if _has_cuda() else [])
-
-
-def cifar_path() -> str:
-    """The real CIFAR-10 the end-to-end tests use, found where ``main.py`` finds it without
-    ``--data``: ``$UNLEARN_DATA``, then the default location (``data/cifar10.npz`` or a
-    torchvision root ``data/cifar10``); this checkout's shared copy only when neither has it.
-    Tests never download."""
-    from data.cifar10 import resolve_source
-
-    source = pathlib.Path(resolve_source(None))
-    if os.environ.get("UNLEARN_DATA") or _holds_cifar(source):
-        if not _holds_cifar(source):
-            pytest.fail(f"UNLEARN_DATA={source} holds no CIFAR-10 (an .npz or a torchvision root)")
-        return str(source)
-    if SHARED_CIFAR.is_file():
-        return str(SHARED_CIFAR)
-    pytest.fail(f"CIFAR-10 not found at {source}: put it there or set UNLEARN_DATA (see README, Data)")
-
-
-def _holds_cifar(path: pathlib.Path) -> bool:
-    return path.is_file() if path.suffix == ".npz" else (path / "cifar-10-batches-py").is_dir()
+    # CUDA cases need a GPU: without one they are not collected at all (benchmarks/gpu_check.py
+    # runs them on a GPU machine with -m cuda).
+    if not has_cuda():
+        kept = [item for item in items if item.get_closest_marker("cuda") is None]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
 def cifar():
     from data import load_cifar10
+    from tests.helpers import cifar_path
 
     return load_cifar10(cifar_path(), download=False)
-
-
-def sandbox(zoo):
-    """What the zoo's runs start from, as a session builds it."""
-    from evaluation.runner import Sandbox
-
-    return Sandbox(zoo.original()[0], zoo.tensors, zoo.profile.loader_batch_size)
-
-
-def contestants(**factories) -> dict:
-    """Methods as main.py hands them to a session: each factory with the values it builds."""
-    from main import contestant
-
-    return {name: contestant(make) for name, make in factories.items()}
-
-
-def tiny_loader(n: int, seed: int, batch: int = 16):
-    """``n`` random 32x32 images with random labels; the same ones for the same seed."""
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (n,), generator=g)
-    return DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True, generator=g)
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +63,9 @@ def smoke_store(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def mini_zoo(cifar, tmp_path_factory):
-    """A small zoo on real CIFAR-10 that really fits its training data, on CPU.
+def trained_mini_zoo(cifar, tmp_path_factory):
+    """A small zoo on real CIFAR-10 that really fits its training data, on CPU, trained once:
+    the original, references 0..5 (the ceiling's too) with their scores, and the retrain clock.
 
     600 images, 6 epochs at batch 64 and lr 0.01 without augmentation (at this size the
     recipe's lr 0.1 barely learns in sixty steps): the original and the references reach
@@ -124,12 +75,41 @@ def mini_zoo(cifar, tmp_path_factory):
     import torch
 
     from data import SplitTensors, make_splits
-    from evaluation.profiles import Profile
+    from evaluation.session import gather_references, score_retraining
     from evaluation.store import CheckpointStore
     from evaluation.zoo import Zoo
 
-    profile = Profile("test", 600, 400, 6, 6, 64, 3, clock_steps=2, train_lr=0.01, augment=False)
+    profile = mini_profile()
     splits = make_splits(len(cifar.y_train), len(cifar.y_test), seed=0, train_subset=600, test_subset=400)
     store = CheckpointStore(tmp_path_factory.mktemp("store"))
     tensors = SplitTensors.build(cifar, splits, torch.device("cpu"))
-    return Zoo(cifar, splits, profile, tensors, store, progress=False)
+    zoo = Zoo(cifar, splits, profile, tensors, store, progress=False)
+    score_retraining(zoo, gather_references(zoo), gate=0.2, train=True)
+    return zoo
+
+
+def _listing(root: pathlib.Path) -> dict:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def mini_zoo(trained_mini_zoo):
+    """The trained mini zoo, shared by every test that only reads it: a test that changed its
+    store fails here (such a test takes ``mini_zoo_copy``)."""
+    before = _listing(trained_mini_zoo.store.root)
+    yield trained_mini_zoo
+    assert _listing(trained_mini_zoo.store.root) == before, "a test changed the shared store: use mini_zoo_copy"
+
+
+@pytest.fixture
+def mini_zoo_copy(trained_mini_zoo, tmp_path):
+    """The mini zoo on a copy of its store, for a test that changes it. The copy's files are
+    hard links: the store replaces a file by renaming a new one over it, never in place, so
+    a change reaches the copy only. The zoo starts with nothing in memory."""
+    import dataclasses
+
+    from evaluation.store import CheckpointStore
+
+    root = tmp_path / "store"
+    shutil.copytree(trained_mini_zoo.store.root, root, copy_function=os.link)
+    return dataclasses.replace(trained_mini_zoo, store=CheckpointStore(root))

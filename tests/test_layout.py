@@ -1,11 +1,13 @@
-"""The house's import rules, read from the source (imports inside functions count too):
-data <- training <- evaluation <- main.py, methods beside evaluation, and no cycle between files."""
+"""The kit's layout: imports run one way, no cycles, checkpoints loaded with weights only."""
 
 import ast
+import re
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PACKAGES = ("data", "training", "evaluation", "methods")
+
+
 # What each package may import of the kit besides itself.
 ALLOWED = {"data": set(), "training": {"data"}, "evaluation": {"data", "training"}, "methods": {"data", "training"}}
 
@@ -79,3 +81,16 @@ def test_the_reader_sees_relative_imports_and_imports_inside_functions(tmp_path)
     module.write_text("from .metric import x\n\ndef f():\n    from methods.hyperparameters import values\n")
     known = {"evaluation.metric", "methods.hyperparameters"}
     assert imports_of("evaluation.judge", module, known) == known
+
+
+def test_checkpoints_are_only_loaded_with_weights_only():
+    calls = []
+    for path in list(REPO.glob("*.py")) + list(REPO.glob("*/*.py")) + list(REPO.glob("*.ipynb")):
+        if path.parts[-2] == "tests":
+            continue
+        text = path.read_text()
+        for match in re.finditer(r"torch\.load\(([^\n]*)", text):
+            calls.append((path.name, match.group(1)))
+    assert calls, "no checkpoint loading found at all"
+    for name, args in calls:
+        assert "weights_only=True" in args, f"{name}: torch.load({args}"

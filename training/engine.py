@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from data.tensors import CROP_PADDING, NORMALISED, Pixels, crop_flip, draw_crop_flip, pad_black
 
+from .devices import device_scope
 from .model import empty_model, make_model
 from .precision import autocast_dtype, choose_precision, needs_loss_scaling
 from .recipe import cosine_factor
@@ -49,14 +50,6 @@ def small_convs_by_default(device: torch.device) -> bool:
     """Where the small-input convolutions run as matrix products unless asked otherwise:
     on CPU, where they measured faster; CUDA waits for a measurement (train_speed.py)."""
     return device.type == "cpu"
-
-
-def device_scope(device: torch.device):
-    """Make ``device`` the current CUDA device (a no-op on CPU): streams, graphs and
-    ``current_stream()`` belong to the current device, not to the tensors', so on
-    ``cuda:1`` they must be created under it."""
-    device = torch.device(device)
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 class _GlobalMeanPool(torch.nn.Module):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .engine import ModelGroup, device_scope, small_convs_by_default
+from .devices import device_scope
+from .engine import ModelGroup, small_convs_by_default
 
 
 @torch.no_grad()

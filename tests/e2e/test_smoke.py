@@ -1,0 +1,81 @@
+"""main.py end to end on real CIFAR-10 (and faces) with the smoke profile, in process: reports,
+the ceiling, failures."""
+
+import json
+
+import pytest
+
+import main
+from data.faces import write_synthetic_faces
+from evaluation.report import REPORT_VERSION
+from tests.fixtures.stub_methods import LeavesInf, OneEpochFinetune, Raises
+from tests.helpers import cifar_path
+
+
+def test_smoke_profile_end_to_end(tmp_path, smoke_store, capsys):
+    argv = ["-m", "finetune", "--profile", "smoke", "--data", cifar_path(), "--out", str(tmp_path / "out"),
+            "--store", str(smoke_store), "--no-progress", "--ceiling", "--set", "lr=0.05", "--set", "epochs=1"]
+    assert main.main(argv) == 0
+    report = json.loads((tmp_path / "out" / "finetune" / "report.json").read_text())
+    assert report["hyperparameters"] == {"epochs": 1, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
+    assert report["num_models"] == 3 and len(report["epsilons"]) == report["sizes"]["forget"] == 30
+    assert 0 <= report["forget_quality"] <= 1 and report["final_score"] >= 0
+    assert (tmp_path / "out" / "finetune" / "report.png").stat().st_size > 10_000
+    splits = json.loads((tmp_path / "out" / "finetune" / "splits.json").read_text())
+    assert len(splits["forget"]) == 30 and not set(splits["forget"]) & set(splits["retain"])
+    # the store holds N more references (the ceiling): the report places F against retraining's.
+    assert len(list(smoke_store.glob("*.pt"))) == 1 + 3 + 3
+    ceiling = report["ceiling"]
+    assert ceiling["normalised_forget_quality"]["value"] == pytest.approx(
+        report["forget_quality"] / ceiling["forget_quality"]["value"])
+    f = report["intervals"]["forget_quality"]
+    assert f["low"] <= report["forget_quality"] <= f["high"] and report["report_version"] == REPORT_VERSION
+    out = capsys.readouterr().out
+    assert "forget quality F" in out and "F / F_retrain" in out and f"[{f['low']:.4f}, {f['high']:.4f}]" in out
+
+
+def test_single_method_failure_is_written_to_the_report(tmp_path, smoke_store, monkeypatch, capsys):
+    import methods
+
+    monkeypatch.setitem(methods.METHODS, "broken", LeavesInf)  # the starter kit's way to register
+    out = tmp_path / "out"
+    code = main.main(["-m", "broken", "--profile", "smoke", "--data", cifar_path(), "--out", str(out),
+                      "--store", str(smoke_store), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NaN or infinite weights" in err[0]
+    report = json.loads((out / "broken" / "report.json").read_text())
+    assert report["status"] == "failed" and "NaN or infinite" in report["reason"]
+
+
+def test_a_leaderboard_exits_1_naming_the_failed_methods_and_no_old_success_survives(tmp_path, smoke_store,
+                                                                                    monkeypatch, capsys):
+    import methods
+
+    monkeypatch.setitem(methods.METHODS, "raises", Raises)
+    monkeypatch.setitem(methods.METHODS, "finetune", OneEpochFinetune)  # METHODS overrides the decorated
+    out = tmp_path / "out"
+    # an older successful run of "raises" left its report and plot
+    (out / "raises").mkdir(parents=True)
+    (out / "raises" / "report.json").write_text(json.dumps({"method": "raises", "status": "ok"}))
+    (out / "raises" / "report.png").write_bytes(b"old plot")
+    argv = ["-m", "raises,finetune", "--profile", "smoke", "--data", cifar_path(), "--out", str(out),
+            "--store", str(smoke_store), "--no-progress"]
+    assert main.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: 1 of 3 rows failed: raises ")
+    report = json.loads((out / "raises" / "report.json").read_text())
+    assert report["status"] == "failed" and "boom" in report["reason"] and not (out / "raises" / "report.png").exists()
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert {r["method"]: r["status"] for r in board["rows"]} == {"retrain": "ok", "finetune": "ok", "raises": "failed"}
+    assert next(r for r in board["rows"] if r["method"] == "finetune")["hyperparameters"]["epochs"] == 1
+
+
+def test_main_runs_on_a_faces_directory(tmp_path, capsys):
+    faces = write_synthetic_faces(tmp_path / "faces", n_persons=30, images_per_person=5)
+    argv = ["-m", "finetune", "--dataset", "faces", "--data", str(faces), "--profile", "smoke",
+            "--out", str(tmp_path / "out"), "--store", str(tmp_path / "store"), "--no-progress", "--set", "epochs=1"]
+    assert main.main(argv) == 0
+    assert (tmp_path / "out" / "finetune" / "report.json").exists()
+    assert main.main(["-m", "finetune", "--dataset", "faces", "--out", str(tmp_path / "o2")]) == 2
+    assert "needs --data" in capsys.readouterr().err
