@@ -40,19 +40,24 @@ def test_the_auc_and_its_standard_error_have_their_known_values():
     assert abs(auc - 0.5) < 3 * se
 
 
+# The stop tests below switch the damage check off (val_floor 0; it has its own test): on
+# random images the tiny model's validation accuracy is chance, one image in 16 or none,
+# and which of the two a machine's arithmetic gives would decide "damaged".
+
+
 def test_it_stops_on_overshoot(memorised, monkeypatch):
     """Forget examples that now look worse than unseen ones end the run: another round
     would impair further."""
     readings = iter([(0.95, 0.02), (0.30, 0.02)])
     monkeypatch.setattr(saliency_guided, "lower_loss_auc", lambda f, v: next(readings))
-    log = _run(copy.deepcopy(memorised), max_rounds=4)
+    log = _run(copy.deepcopy(memorised), max_rounds=4, val_floor=0.0)
     assert [r["round"] for r in log] == [0, 1]
     assert log[-1]["verdict"] == "overshoot" and log[-1]["stop"] == "overshoot"
 
 
 def test_it_stops_once_forgotten_and_runs_every_round_while_not(memorised, monkeypatch):
     monkeypatch.setattr(saliency_guided, "lower_loss_auc", lambda f, v: (0.52, 0.02))  # within one se
-    log = _run(copy.deepcopy(memorised), max_rounds=4)
+    log = _run(copy.deepcopy(memorised), max_rounds=4, val_floor=0.0)
     assert [r["round"] for r in log] == [0, 1] and log[-1]["stop"] == "forgotten"
     monkeypatch.setattr(saliency_guided, "lower_loss_auc", lambda f, v: (0.95, 0.02))
     log = _run(copy.deepcopy(memorised), max_rounds=2, max_steps=1000)
