@@ -21,7 +21,7 @@ Models can also be fused (``fuse``): their parameters and BatchNorm buffers stac
 (``torch.func.stack_module_state``) and the forward ``vmap``-ed, which turns every
 convolution into one grouped convolution. On an H100 that measured half the speed
 of parallel streams (benchmarks/RESULTS.md), so training defaults to plain modules,
-and inference (``evaluation.scoring.predict_logits_many``) runs one model at a time
+and inference (``training.inference.predict_logits_many``) runs one model at a time
 unless asked to fuse.
 """
 
@@ -63,15 +63,17 @@ class _GlobalMeanPool(torch.nn.Module):
 class ModelGroup:
     """K same-architecture models as stacked parameters and buffers (one model: the module itself)."""
 
-    def __init__(self, models: list[torch.nn.Module], compile: bool = False):
+    def __init__(self, models: list[torch.nn.Module], compile: bool | str = False):
         """``compile`` (one model only) runs its forward and backward as ``torch.compile``
-        kernels, which fuse BatchNorm and ReLU passes; the module keeps its parameters."""
+        kernels, which fuse BatchNorm and ReLU passes; the module keeps its parameters. A
+        string names the ``torch.compile`` backend (True: torch's default, inductor)."""
         self.size = len(models)
         self.single = models[0] if self.size == 1 else None
         if compile and self.single is None:
             raise ValueError("compile applies to a group of one model (fuse=1)")
         # compiled: one graph per batch shape
-        self._single_call = torch.compile(self.single, dynamic=False) if compile else self.single
+        backend = compile if isinstance(compile, str) else "inductor"
+        self._single_call = torch.compile(self.single, dynamic=False, backend=backend) if compile else self.single
         if self.single is not None:  # nothing to stack: the module is trained as it is
             return
         self.base = copy.deepcopy(models[0]).to("meta")
@@ -323,15 +325,15 @@ class Trainer:
 
 def train_models(images, labels, recipe, seeds: list[int], num_classes: int = 10, progress: bool = True,
                  desc: str = "train", record_losses: bool = False, graphs: bool | None = None, fuse: int = 1,
-                 compile: bool = False, small_convs: bool | None = None, precision: str | None = None,
+                 compile: bool | str = False, small_convs: bool | None = None, precision: str | None = None,
                  pixels: Pixels = NORMALISED):
     """Train ``len(seeds)`` fresh ResNet-18s together on ``images`` (already on the device).
 
     ``graphs`` (default: on CUDA) replays each step as a CUDA graph. ``fuse`` models
     share one vmapped network (grouped convolutions); with 1 each model is its own
     module, and on CUDA the models run on parallel streams. ``compile`` (with ``fuse``
-    1) trains each model through ``torch.compile``: the same numbers up to float noise
-    (tested on CPU), off by default because on CPU it measured slower. ``small_convs``
+    1) trains each model through ``torch.compile`` (a string: that backend): the same
+    numbers up to float noise (tested), off by default because on CPU it measured slower. ``small_convs``
     (default: on CPU, where it measured 1.4x to 1.9x faster; not yet measured on CUDA)
     runs the convolutions whose input is no larger than their kernel (layer3 and
     layer4 at 32x32) as matrix products that skip padded taps: the same function

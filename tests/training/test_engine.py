@@ -139,36 +139,58 @@ def test_loss_scaled_sgd_unscales_and_skips_a_step_with_inf_on_the_device():
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_training_follows_fp32(precision, monkeypatch):
     """On CPU too the engine trains under autocast (fp16 with loss scaling): the same run to
-    within low-precision noise, not bit for bit. (fp16 starts from a smaller scale here:
-    GradScaler's 2^16 overflows and skips the first steps, which a short run would notice.)"""
+    within low-precision noise, not bit for bit. Compared on the first step, whose update is
+    the gradient itself: later losses are chaotic under BatchNorm on a batch of 16 (after one
+    step at lr 0.01 the next batch's loss differed by 0.06 to 0.23 between precisions over
+    three seeds, on a 2-core Intel Xeon with AVX512-BF16). (fp16 starts from a smaller scale
+    here: GradScaler's 2^16 overflows and skips the first steps, which would leave this one
+    undone.)"""
     import training.engine
 
     monkeypatch.setattr(training.engine, "INITIAL_LOSS_SCALE", 256.0)
-    x, y = structured_data(32)
-    recipe = TrainRecipe(epochs=1, batch_size=16, lr=0.01, augment=False)
-    low, _, low_losses = train_models(x, y, recipe, [5], progress=False, record_losses=True, precision=precision)
-    full, _, full_losses = train_models(x, y, recipe, [5], progress=False, record_losses=True, precision="fp32")
+    x, y = structured_data(16)
+    recipe = TrainRecipe(epochs=1, batch_size=16, lr=0.01, augment=False)  # one step
+    (low,), _, low_losses = train_models(x, y, recipe, [5], progress=False, record_losses=True, precision=precision)
+    (full,), _, full_losses = train_models(x, y, recipe, [5], progress=False, record_losses=True, precision="fp32")
     assert abs(low_losses[0, 0] - full_losses[0, 0]) < 0.02  # the same weights, in low precision
-    assert abs(low_losses[1, 0] - full_losses[1, 0]) < 0.15  # after one step, which BatchNorm makes chaotic
-    assert not torch.equal(low[0]["conv1.weight"], full[0]["conv1.weight"])
-    assert all(torch.isfinite(v.float()).all() for v in low[0].values())
+    init = make_model(seed=5).state_dict()
+    trained = [k for k, v in init.items() if v.is_floating_point() and "running" not in k]
+
+    def update(state):
+        return torch.cat([(state[k].float() - init[k]).flatten() for k in trained])
+
+    # measured on that Xeon: cosine 0.92 (bf16) and 0.99 (fp16), sizes 0.97 and 1.00 of fp32's
+    low_update, full_update = update(low), update(full)
+    assert torch.nn.functional.cosine_similarity(low_update, full_update, dim=0) > 0.8
+    assert 0.8 < low_update.norm() / full_update.norm() < 1.25
+    assert not torch.equal(low["conv1.weight"], full["conv1.weight"])
+    assert all(torch.isfinite(v.float()).all() for v in low.values())
 
 
 @pytest.mark.slow
-def test_compiled_training_equals_eager():
-    """``compile=True`` trains the same model (the GPU speed option; on CPU it is slower)."""
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_training_equals_eager(device):
+    """``compile`` trains the same model (the GPU speed option; on CPU it is slower). On CUDA
+    through inductor, as users run it; on CPU through ``aot_eager``, the same graph capture and
+    autograd graph without inductor's C++ build (40 s of a CPU run; it is not the GPU's path)."""
     from torch._dynamo.utils import counters
 
-    x, y = structured_data(64)
+    x, y = structured_data(64, device=device)
+    backend = True if device == "cuda" else "aot_eager"
+    # fp32 on both devices: the comparison is of the compilation, not of bf16's rounding (on
+    # CUDA its convolutions still run as TF32, hence the wider tolerance there)
+    atol, rel = (1e-4, 1e-3) if device == "cpu" else (2e-3, 1e-2)
     recipe = TrainRecipe(epochs=1, batch_size=32, lr=1e-4)
-    (eager_state,), _, eager = train_models(x, y, recipe, [5], progress=False, record_losses=True)
+    (eager_state,), _, eager = train_models(x, y, recipe, [5], progress=False, record_losses=True, precision="fp32")
     counters.clear()
-    (state,), _, compiled = train_models(x, y, recipe, [5], progress=False, record_losses=True, compile=True)
+    (state,), _, compiled = train_models(x, y, recipe, [5], progress=False, record_losses=True, compile=backend,
+                                         precision="fp32")
     assert counters["stats"]["unique_graphs"] >= 1, "the model was not compiled"
-    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-4)
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=atol)
     init = make_model(seed=5).state_dict()
-    moved, moved_eager = state["fc.weight"] - init["fc.weight"], eager_state["fc.weight"] - init["fc.weight"]
-    assert moved_eager.norm() > 0 and (moved - moved_eager).norm() <= 1e-3 * moved_eager.norm()
+    moved = state["fc.weight"].cpu() - init["fc.weight"]
+    moved_eager = eager_state["fc.weight"].cpu() - init["fc.weight"]
+    assert moved_eager.norm() > 0 and (moved - moved_eager).norm() <= rel * moved_eager.norm()
     with pytest.raises(ValueError, match="group of one"):
         train_models(x, y, recipe, [5, 6], progress=False, fuse=2, compile=True)
 
