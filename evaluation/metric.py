@@ -12,8 +12,12 @@ How the per-example epsilon is computed quickly, without changing its value:
   value, so instead of walking the ``100 * range`` thresholds we visit the <= 2N
   gaps between sorted sample values and ask, with exact linspace arithmetic,
   whether a threshold falls inside each gap.
-* Double threshold ``t_l <= c <= t_r``: the counts of every rule come from
-  ``searchsorted`` on the sorted samples, batched over examples and rules.
+* Double threshold ``t_l <= c <= t_r``: the right counts of every ``t_r`` come from
+  ``searchsorted`` on the sorted samples, batched over examples and rules. The
+  ``400`` left thresholds of one ``t_r`` only have ``2N + 1`` possible counts (how many
+  sample values lie below), so with few models each count is visited once, kept when
+  a left threshold falls in its gap (as for the single threshold); with many models
+  every left threshold is searched.
 
 The thresholds are rebuilt with the same floating-point operations as
 ``numpy.linspace``, so a threshold that lands exactly on a sample value is counted
@@ -76,13 +80,19 @@ def logit_scaled_confidence(logits, targets) -> np.ndarray:
 # Per-example epsilons
 
 
-def per_example_epsilons(unlearned_confs, retrained_confs, device=None) -> np.ndarray:
+def per_example_epsilons(unlearned_confs, retrained_confs, device=None, left_thresholds: str | None = None
+                         ) -> np.ndarray:
     """Epsilon of every forget example, exactly as the competition defines it.
 
     Both inputs are ``[N_models, n_forget]`` (numpy or torch, CPU or CUDA). The work
     runs on ``device`` if given, else on the inputs' device if they are torch tensors,
     else on CUDA when present. Returns float64 ``[n_forget]`` in ``[0, EPSILON_CAP]``.
+    ``left_thresholds`` (``"gaps"`` or ``"grid"``; default: ``left_thresholds_for(N)``)
+    is how the interval family's left thresholds are enumerated: the same epsilons
+    either way (tested), at different costs.
     """
+    if left_thresholds not in (None, "gaps", "grid"):
+        raise ValueError(f"left_thresholds must be 'gaps' or 'grid', not {left_thresholds!r}")
     unlearned, retrained = _validated_confs(unlearned_confs, retrained_confs, device)
     n_models = unlearned.shape[0]
     table = _epsilon_table(n_models, unlearned.device)
@@ -108,7 +118,8 @@ def per_example_epsilons(unlearned_confs, retrained_confs, device=None) -> np.nd
     # The interval family is only needed where the peaky guard does not decide.
     todo = (~peaky).nonzero().squeeze(1)
     if todo.numel():
-        interval_best = _best_double_threshold(pos[todo], neg[todo], pos_range[todo], neg_range[todo], table)
+        interval_best = _best_double_threshold(pos[todo], neg[todo], pos_range[todo], neg_range[todo], table,
+                                               left_thresholds or left_thresholds_for(n_models))
         best[todo] = torch.maximum(best[todo], interval_best)
     # No surviving rule gives no evidence of a difference: epsilon 0.
     eps = best.clamp(min=0.0, max=EPSILON_CAP)
@@ -208,7 +219,15 @@ def _best_single_threshold(pos, neg, table):
     return eps.amax(dim=1)
 
 
-def _best_double_threshold(pos, neg, pos_range, neg_range, table):
+def left_thresholds_for(n_models: int) -> str:
+    """The cheaper enumeration of the left thresholds on CPU: a count state costs six to seven
+    searched thresholds (its exact linspace search walks several grid points). Measured on 500
+    examples, gaps against grid: 9.8x faster at N = 3, 3.3x at 8, 2.2x at 16, equal at 32 (2-core
+    AMD EPYC with AVX512); 17.7x, 4.2x, 2.4x and 0.8x (2-core Intel Xeon with AVX512-BF16)."""
+    return "gaps" if 7 * (2 * n_models + 1) < NUM_LEFT_THRESHOLDS else "grid"
+
+
+def _best_double_threshold(pos, neg, pos_range, neg_range, table, left_thresholds="grid"):
     """Best epsilon of the interval rules ``t_l <= c <= t_r`` around the peaky sample."""
     n_examples, n_models = pos.shape
     # The narrower sample is "peaky" and plays the positive class (ties: neg).
@@ -230,7 +249,8 @@ def _best_double_threshold(pos, neg, pos_range, neg_range, table):
     )
 
     max_right = int(right_num.max().item()) if n_examples else 0
-    rules_per_example = max(max_right, 1) * NUM_LEFT_THRESHOLDS
+    states = 2 * n_models + 1  # how many of the 2N sample values lie below t_l
+    rules_per_example = max(max_right, 1) * (states if left_thresholds == "gaps" else NUM_LEFT_THRESHOLDS)
     chunk = max(1, _RULES_PER_CHUNK["cuda" if pos.is_cuda else "cpu"] // rules_per_example)
     left_index = torch.arange(NUM_LEFT_THRESHOLDS, device=pos.device, dtype=pos.dtype)
     left_num = torch.full((1, 1, 1), NUM_LEFT_THRESHOLDS, device=pos.device, dtype=pos.dtype)
@@ -254,20 +274,30 @@ def _best_double_threshold(pos, neg, pos_range, neg_range, table):
         right_other = right_all - right_peaky
 
         centre = t_right - width[s:e, None]
-        t_left = linspace_at(
-            (centre - DOUBLE_THRESHOLD_BUFFER)[..., None],
-            (centre + DOUBLE_THRESHOLD_BUFFER)[..., None],
-            left_num,
-            left_index,
-        )
-        left_all = torch.searchsorted(seq, t_left.reshape(e - s, -1), out_int32=True)  # c < t_l
-        left_peaky = prefix.gather(1, left_all.long()).view(e - s, max_right, -1)
-        left_all = left_all.view(e - s, max_right, -1)
+        left_lo, left_hi = (centre - DOUBLE_THRESHOLD_BUFFER)[..., None], (centre + DOUBLE_THRESHOLD_BUFFER)[..., None]
+        if left_thresholds == "grid":
+            t_left = linspace_at(left_lo, left_hi, left_num, left_index)
+            left_all = torch.searchsorted(seq, t_left.reshape(e - s, -1), out_int32=True)  # c < t_l
+            left_peaky = prefix.gather(1, left_all.long()).view(e - s, max_right, -1)
+            left_all = left_all.view(e - s, max_right, -1)
+            occurs = None
+        else:
+            # Count k (values below t_l) occurs when a left threshold lies in (seq[k-1], seq[k]]:
+            # when more thresholds lie at or below seq[k] than at or below seq[k-1].
+            at_or_below = _first_linspace_index_above(left_lo, left_hi, left_num, seq[:, None, :])
+            at_or_below = torch.cat([torch.zeros_like(at_or_below[..., :1]), at_or_below,
+                                     torch.full_like(at_or_below[..., :1], NUM_LEFT_THRESHOLDS)], dim=-1)
+            occurs = at_or_below[..., 1:] > at_or_below[..., :-1]
+            left_all = torch.arange(states, device=pos.device, dtype=torch.int32)
+            left_peaky = prefix[:, None, :]
 
         # Counts inside [t_l, t_r]; an empty interval (t_l > t_r) counts nothing.
         tp = (right_peaky[..., None] - left_peaky).clamp_(min=0)
         fp = (right_other[..., None] - (left_all - left_peaky)).clamp_(min=0)
-        best.append(table.take((tp * stride + fp).long()).amax(dim=(1, 2)))
+        eps = table.take((tp * stride + fp).long())
+        if occurs is not None:
+            eps = torch.where(occurs, eps, -math.inf)
+        best.append(eps.amax(dim=(1, 2)))
     if not best:
         return torch.empty(0, dtype=pos.dtype, device=pos.device)
     return torch.cat(best)

@@ -169,3 +169,20 @@ def test_torch_inputs_and_device_argument(device):
     tensors = [torch.from_numpy(a).to(device) for a in (u, r)]
     np.testing.assert_array_equal(metric.per_example_epsilons(*tensors), expected)
     np.testing.assert_array_equal(metric.per_example_epsilons(u, r, device=device), expected)
+
+
+@pytest.mark.parametrize("n_models", [3, 8, 40])
+def test_both_left_threshold_enumerations_give_the_same_epsilons(n_models):
+    """Counting each gap between sample values once gives the epsilons of searching every left
+    threshold, ties and values on the threshold grid (multiples of 0.01 and 0.125) included."""
+    rng = np.random.default_rng(n_models)
+    for trial in range(8):
+        unlearned, retrained = _random_case(rng, KINDS[trial % len(KINDS)], n_models, n_examples=12)
+        if trial % 3 == 1:
+            unlearned, retrained = np.round(unlearned * 100) / 100, np.round(retrained * 100) / 100
+        gaps = metric.per_example_epsilons(unlearned, retrained, "cpu", left_thresholds="gaps")
+        grid = metric.per_example_epsilons(unlearned, retrained, "cpu", left_thresholds="grid")
+        np.testing.assert_array_equal(gaps, grid)
+    assert metric.left_thresholds_for(3) == "gaps" and metric.left_thresholds_for(64) == "grid"
+    with pytest.raises(ValueError, match="'gaps' or 'grid'"):
+        metric.per_example_epsilons(unlearned, retrained, "cpu", left_thresholds="all")
