@@ -174,7 +174,8 @@ def contestant(make):
 def run(args, argv: list[str]) -> dict:
     import torch
 
-    from data import DataError, load_dataset
+    from data import DataError
+    from evaluation.data_cache import load_dataset_cached
     from evaluation.distributed import close_world, init_world
     from evaluation.session import Session
     from evaluation.workers import default_workers, is_worker, launch, threads_per_worker
@@ -195,7 +196,7 @@ def run(args, argv: list[str]) -> dict:
                       remeasure_clock=args.remeasure_clock, method_timeout=args.method_timeout,
                       ceiling=args.ceiling, resume=args.resume)
     try:
-        data, groups = load_dataset(args.dataset, args.data)
+        data, groups = load_dataset_cached(args.dataset, args.data)
         world = init_world(device)
         try:
             return session.run(data, groups, world)

@@ -21,6 +21,7 @@ DEFAULT_ROOT = pathlib.Path(__file__).resolve().parent / "cifar10"
 DEFAULT_NPZ = pathlib.Path(__file__).resolve().parent / "cifar10.npz"
 ENV_VAR = "UNLEARN_DATA"
 NUM_CLASSES = 10
+ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 class DataError(Exception):
@@ -81,12 +82,21 @@ def load_cifar10(path: str | os.PathLike | None = None, download: bool = True) -
 def _load_npz(path: pathlib.Path) -> ImageData:
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            arrays = {k: f[k] for k in ARRAYS}
     except KeyError as e:
         raise DataError(f"{path} lacks array {e}; expected x_train, y_train, x_test, y_test") from None
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read {path}: {e}") from None
-    return _checked(ImageData(**{k: np.asarray(v) for k, v in arrays.items()}, source=str(path)))
+    return from_arrays(arrays, str(path))
+
+
+def from_arrays(arrays: dict, source: str, fingerprint: str | None = None) -> ImageData:
+    """CIFAR-10's ``x_train, y_train, x_test, y_test`` (memory-mapped ones too), checked;
+    ``fingerprint``: the one these arrays were found to have before, kept instead of hashed."""
+    data = _checked(ImageData(**{k: np.asarray(arrays[k]) for k in ARRAYS}, source=source))
+    if fingerprint is not None:
+        data.__dict__["_fingerprint"] = fingerprint
+    return data
 
 
 def _load_torchvision(root: pathlib.Path, download: bool) -> ImageData:

@@ -1,7 +1,9 @@
+import atexit
 import os
 import pathlib
 import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -15,6 +17,12 @@ E2E = pathlib.Path(__file__).parent / "e2e"
 # take seconds to minutes each: slow (``-m "not slow"`` leaves them out), as is everything in
 # e2e/. The other slow tests are marked where they are defined.
 SLOW_FIXTURES = {"trained_mini_zoo", "smoke_store", "competition_input"}
+
+# Decoded data sets go to one folder of this session's, shared by every process a test
+# starts (evaluation/data_cache.py), not to the user's cache.
+if not os.environ.get("UNLEARN_CACHE"):
+    os.environ["UNLEARN_CACHE"] = tempfile.mkdtemp(prefix="unlearn-cache-")
+    atexit.register(shutil.rmtree, os.environ["UNLEARN_CACHE"], True)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,10 +39,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def cifar():
-    from data import load_cifar10
+    from evaluation.data_cache import load_dataset_cached
     from tests.helpers import cifar_path
 
-    return load_cifar10(cifar_path(), download=False)
+    return load_dataset_cached("cifar10", cifar_path())[0]  # decodes it for the processes tests start
 
 
 @pytest.fixture(scope="session")
