@@ -3,7 +3,7 @@
 and test.
 
 References and unlearned models go through the same inference path
-(``predict_logits_many``), so the metric never compares numbers computed two ways.
+(``predict_logits_sets``), so the metric never compares numbers computed two ways.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.inference import predict_logits_many
+from training.inference import predict_logits_sets
 
 from . import metric
 
@@ -63,7 +63,7 @@ def scores_from_logits(logits: dict[str, torch.Tensor], tensors) -> ModelScores:
 
 def score_states(states: list[dict], tensors, num_classes: int) -> list[ModelScores]:
     """Scores of several models given as ``resnet18`` state dicts, batched over models."""
-    logits = {name: predict_logits_many(states, getattr(tensors, name)[0], num_classes) for name in SPLITS}
+    logits = predict_logits_sets(states, {name: getattr(tensors, name)[0] for name in SPLITS}, num_classes)
     return [scores_from_logits({name: logits[name][k] for name in SPLITS}, tensors) for k in range(len(states))]
 
 

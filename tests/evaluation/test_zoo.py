@@ -123,15 +123,15 @@ def tiny_zoo(cifar, tmp_path):
 
 @pytest.fixture
 def inference_calls(monkeypatch):
-    """Every ``predict_logits_many`` call, as (number of models, number of images)."""
+    """Every inference call (``predict_logits_sets``), as (number of models, {split: number of images})."""
     calls = []
-    real = scoring.predict_logits_many
+    real = scoring.predict_logits_sets
 
-    def counting(states, images, *args, **kwargs):
-        calls.append((len(states), images.shape[0]))
-        return real(states, images, *args, **kwargs)
+    def counting(states, image_sets, *args, **kwargs):
+        calls.append((len(states), {name: images.shape[0] for name, images in image_sets.items()}))
+        return real(states, image_sets, *args, **kwargs)
 
-    monkeypatch.setattr("evaluation.scoring.predict_logits_many", counting)
+    monkeypatch.setattr("evaluation.scoring.predict_logits_sets", counting)
     return calls
 
 
@@ -144,8 +144,8 @@ def _assert_same(a: ModelScores, b: ModelScores):
 def test_training_scores_each_group_once_and_evaluations_read_them_back(tiny_zoo, inference_calls, monkeypatch):
     first = gather_references(tiny_zoo)
     sizes = {"retain": 180, "forget": 20, "test": 50}
-    # The original, then the 3 references as one group: one call per split each, none afterwards.
-    assert inference_calls == [(1, n) for n in sizes.values()] + [(3, n) for n in sizes.values()]
+    # The original, then the 3 references as one group: one call over the splits each, none afterwards.
+    assert inference_calls == [(1, sizes), (3, sizes)]
     record = tiny_zoo.retrained_scores(2)[1]
     assert record["accuracy"] == {"retain": first.retrained[2].retain_acc, "forget": first.retrained[2].forget_acc,
                                   "test": first.retrained[2].test_acc}
@@ -178,7 +178,7 @@ def test_a_damaged_scores_file_is_computed_again(tiny_zoo, inference_calls):
     path.write_bytes(b"not a zip archive")
     inference_calls.clear()
     again, _ = tiny_zoo.retrained_scores(0)
-    assert len(inference_calls) == 3
+    assert inference_calls == [(1, {"retain": 180, "forget": 20, "test": 50})]
     _assert_same(stored, again)
     assert tiny_zoo.store.arrays(path.stem) is not None, "the recomputed scores are stored again"
 
