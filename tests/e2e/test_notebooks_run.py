@@ -32,6 +32,7 @@ def competition_input(tmp_path_factory):
 
 
 def execute(notebook, input_dir, work, monkeypatch, count=N_CHECKPOINTS):
+    """Runs ``notebook`` on ``input_dir`` with ``count`` checkpoints (a cell may set its own)."""
     monkeypatch.setenv("UNLEARN_INPUT_DIR", str(input_dir))
     monkeypatch.setenv("UNLEARN_CHECKPOINT_DIR", str(work / "tmp"))
     monkeypatch.setenv("UNLEARN_OUTPUT_DIR", str(work / "working"))
@@ -55,45 +56,46 @@ def check_checkpoints(work, input_dir, count=N_CHECKPOINTS):
         assert sorted(os.path.basename(n) for n in archive.namelist()) == [p.name for p in paths]
 
 
-def test_every_method_exports_validates_and_runs(competition_input, tmp_path, monkeypatch):
-    """Every shipped method's notebook validates; then each one's method cell and the
-    notebook's own checkpoint cell run, one method after another, in one kernel (one start,
-    the data loaded once), each method writing to its own folders."""
-    names = sorted(all_method_handlers())
-    combined = None
-    for name in names:
-        settings = SMALL_BUDGETS.get(name)
-        notebook = nbformat.read(str(nu.write_notebook(name, tmp_path / f"{name}.ipynb", settings=settings)),
-                                 as_version=4)
+def exported_notebooks(tmp_path) -> list[tuple[str, object, int]]:
+    """``(name, notebook, checkpoints)``: two methods from outside ``methods/``, exported as a
+    user would, at two checkpoints (first, so that no other method's helpers are defined
+    when they run), then every shipped method's notebook, validated, at one."""
+    # a helper and a constant, from a file of its own
+    code = nu.export_class_code(helper_method.ShrinkThenFinetune)
+    assert "SHRINK = 0.9" in code and "def shrink_weights" in code and "def train_epoch" in code
+    assert "methods" not in code.replace("# Method", "")  # nothing is imported from the kit
+    notebooks = [("shrink_then_finetune", nu.build_notebook("shrink_then_finetune", code=code), N_CHECKPOINTS)]
+    # the starter kit's shape: ``__init__(self, name)``, a module constant, a helper,
+    # ``sample["image"]`` (the notebook's batches answer dict keys as the kit's do)
+    code = nu.export_class_code(starter_kit_method.MyMethod, "my_method")
+    assert "LEARNING_RATE = 1e-3" in code and "def make_optimizer" in code
+    notebooks.append(("my_method", nu.build_notebook("my_method", code=code), N_CHECKPOINTS))
+    for name in sorted(all_method_handlers()):
+        path = nu.write_notebook(name, tmp_path / f"{name}.ipynb", settings=SMALL_BUDGETS.get(name))
+        notebook = nbformat.read(str(path), as_version=4)
         nbformat.validate(notebook)
+        notebooks.append((name, notebook, 1))
+    return notebooks
+
+
+def test_every_method_exports_validates_and_runs(competition_input, tmp_path, monkeypatch):
+    """Every exported notebook's method cell and the notebook's own checkpoint cell run, one
+    method after another, in one kernel (one start, the data loaded once), each method
+    writing its own checkpoints to its own folders."""
+    notebooks = exported_notebooks(tmp_path)
+    combined = None
+    for name, notebook, count in notebooks:
         method_at = next(i for i, c in enumerate(notebook.cells) if nu.METHOD_CELL_TAG in c.metadata.get("tags", []))
         setup, method_and_run = notebook.cells[:method_at], notebook.cells[method_at:]
         if combined is None:
             combined = nbformat.v4.new_notebook(metadata=notebook.metadata, cells=setup)
         folders = (f"CHECKPOINT_DIR = {str(tmp_path / name / 'tmp')!r}\n"
-                   f"OUTPUT_DIR = {str(tmp_path / name / 'working')!r}")
+                   f"OUTPUT_DIR = {str(tmp_path / name / 'working')!r}\n"
+                   f"N_CHECKPOINTS = {count}")
         combined.cells += [nbformat.v4.new_code_cell(folders), *method_and_run]
-    execute(combined, competition_input, tmp_path, monkeypatch, count=1)
-    for name in names:
-        check_checkpoints(tmp_path / name, competition_input, count=1)
-
-
-def test_method_with_helper_and_constant_exports_and_runs(competition_input, tmp_path, monkeypatch):
-    code = nu.export_class_code(helper_method.ShrinkThenFinetune)
-    assert "SHRINK = 0.9" in code and "def shrink_weights" in code and "def train_epoch" in code
-    assert "methods" not in code.replace("# Method", "")  # nothing is imported from the kit
-    notebook = nu.build_notebook("shrink_then_finetune", code=code)
-    execute(notebook, competition_input, tmp_path, monkeypatch)
-    check_checkpoints(tmp_path, competition_input)
-
-
-def test_a_starter_kit_method_exports_and_runs(competition_input, tmp_path, monkeypatch):
-    """``__init__(self, name)``, a module constant, a helper, ``sample["image"]``: the
-    notebook's batches answer dict keys as the kit's do."""
-    code = nu.export_class_code(starter_kit_method.MyMethod, "my_method")
-    assert "LEARNING_RATE = 1e-3" in code and "def make_optimizer" in code
-    execute(nu.build_notebook("my_method", code=code), competition_input, tmp_path, monkeypatch)
-    check_checkpoints(tmp_path, competition_input)
+    execute(combined, competition_input, tmp_path, monkeypatch)
+    for name, _, count in notebooks:
+        check_checkpoints(tmp_path / name, competition_input, count=count)
 
 
 def test_empty_txt_gives_an_empty_submission(competition_input, tmp_path, monkeypatch):

@@ -172,8 +172,8 @@ def test_hanging_method_fails_after_its_time_limit_and_the_run_goes_on(mini_zoo,
     context = {"profile": mini_zoo.profile.to_json(), "gate": 0.2, "environment": {"device": "cpu"}}
     started = time.time()
     result = session.run_leaderboard(contestants(hangs=Hangs, shrinks=Shrinks), mini_zoo, tmp_path, context, gate=0.2,
-                                     progress=False, time_limit_s=5.0)
+                                     progress=False, time_limit_s=1.0)
     rows = {r.method: r for r in result["rows"]}
-    assert rows["hangs"].status == "failed" and "time limit of 5 s" in rows["hangs"].error
+    assert rows["hangs"].status == "failed" and "time limit of 1 s" in rows["hangs"].error
     assert rows["shrinks"].status == "ok" and (tmp_path / "shrinks" / "report.json").exists()
     assert time.time() - started < 600
