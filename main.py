@@ -241,5 +241,14 @@ def main(argv=None) -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Ends the process once its output is flushed, without the interpreter's teardown: every
+    file was written whole before (``evaluation/files.py``), and freeing torch's modules one by
+    one took 0.6 to 1.2 s of every process (2-core CPU), workers and test subprocesses included."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
