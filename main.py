@@ -4,6 +4,8 @@
     python main.py -m finetune --profile smoke      # seconds
     python main.py -m all                           # every method: OUT/leaderboard.md, .json, .png
     python main.py --list                           # registered methods and profiles
+    python main.py --write-competition-input DIR    # the Kaggle notebook's input, from the kit's data and original
+    python main.py --score-submission ZIP           # a notebook's submission.zip, scored as -m NAME scores
 
 Results: ``OUT/NAME/report.json`` (every number), ``report.png`` and ``splits.json``
 (the forget/retain/validation/test indices). Models are cached in ``--store``.
@@ -47,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "tuples as a,b,c; none for an optional value; see --list)")
     p.add_argument("--profile", help=f"{' | '.join(PROFILES)} (default: quick on CPU, dev on GPU)")
     p.add_argument("--num-models", type=int, help="N: unlearning runs and retrained references (>= 3)")
-    p.add_argument("--seed", type=int, default=0, help="split seed: forget set, val/test halves, subsets")
+    p.add_argument("--seed", type=int, help="split seed: forget set, val/test halves, subsets (default: 0, or a "
+                   "submission's kit file's)")
     p.add_argument("--dataset", default="cifar10", help="cifar10 | faces (the competition's CSV + images layout)")
     p.add_argument("--data", help="CIFAR-10 .npz or torchvision root (default: $UNLEARN_DATA, then data/cifar10); "
                    "with --dataset faces, the faces directory")
@@ -75,6 +78,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with -m NAME: also train N more references, if the store lacks them, and score retraining "
                         "as a method, the ceiling that F / F_retrain is measured against (-m all always does; "
                         "without the flag it is reported whenever the store already holds them)")
+    p.add_argument("--write-competition-input", metavar="DIR",
+                   help="write the Kaggle notebook's input (CSVs, images, original_model.pth, unlearn_kit.json) for "
+                        "--profile and --seed, training the original if the store lacks it")
+    p.add_argument("--score-submission", metavar="ZIP",
+                   help="score a notebook's submission.zip (its checkpoints, one at a time) against N references, "
+                        "N its number of checkpoints, into OUT/NAME (--name); profile, seed and precision default to "
+                        "the unlearn_kit.json beside it")
+    p.add_argument("--name", default="submission", help="with --score-submission: the report's folder name")
     p.add_argument("--resume", action="store_true",
                    help="with a leaderboard: reuse each method's report.json in --out made with the same profile, N, "
                         "seeds, data and device (a rerun after an interruption redoes only the missing methods)")
@@ -100,17 +111,43 @@ def list_everything() -> str:
     return "\n".join(lines)
 
 
-def resolve_run(args):
-    """Validate the arguments before anything is loaded or written."""
+def resolve_setting(args, profile_name: str | None = None):
+    """The device and the profile (``profile_name`` unless --profile says otherwise), the
+    arguments every command shares checked, before anything is loaded or written."""
     from data import DATASETS
     from evaluation.profiles import PROFILES, default_profile_name
+    from training.devices import pick_device
+
+    try:
+        device = pick_device(args.device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    profile_name = args.profile or profile_name or default_profile_name(device.type)
+    if profile_name not in PROFILES:
+        raise UsageError(f"unknown profile {profile_name!r}; choose one of {', '.join(PROFILES)}")
+    if args.num_models is not None and args.num_models < 3:
+        raise UsageError(f"--num-models must be at least 3 (the metric needs ln(N-1) >= 0.5), got {args.num_models}")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {args.dataset!r}; choose {' or '.join(DATASETS)}")
+    if not 0 < args.gate:
+        raise UsageError(f"--gate must be positive, got {args.gate}")
+    for flag in ("workers", "threads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    return device, PROFILES[profile_name].with_models(args.num_models)
+
+
+def resolve_run(args):
+    """Validate the arguments of a method's evaluation before anything is loaded or written."""
     from evaluation.session import Contestant
     from methods import all_method_handlers, broken_methods
     from methods.hyperparameters import build, parse_settings
-    from training.devices import pick_device
 
     if not args.method:
-        raise UsageError("no method given: pass -m NAME (see --list)")
+        raise UsageError("no method given: pass -m NAME (see --list), --score-submission ZIP or "
+                         "--write-competition-input DIR")
     handlers, broken = all_method_handlers(), broken_methods()
     names = list(handlers) if args.method == ALL else args.method.split(",")
     for name in names:
@@ -124,22 +161,7 @@ def resolve_run(args):
     if os.environ.get("RANK", "0") == "0":
         for path, error in broken.items():
             print(f"warning: {path} cannot be imported, its methods are left out: {error}", file=sys.stderr)
-    try:
-        device = pick_device(args.device)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    profile_name = args.profile or default_profile_name(device.type)
-    if profile_name not in PROFILES:
-        raise UsageError(f"unknown profile {profile_name!r}; choose one of {', '.join(PROFILES)}")
-    if args.num_models is not None and args.num_models < 3:
-        raise UsageError(f"--num-models must be at least 3 (the metric needs ln(N-1) >= 0.5), got {args.num_models}")
-    if args.dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {args.dataset!r}; choose {' or '.join(DATASETS)}")
-    if not 0 < args.gate:
-        raise UsageError(f"--gate must be positive, got {args.gate}")
-    for flag in ("workers", "threads"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    device, profile = resolve_setting(args)
     if args.method_timeout is not None and args.method_timeout <= 0:
         raise UsageError(f"--method-timeout must be positive, got {args.method_timeout}")
     if args.set and len(names) > 1:
@@ -156,7 +178,7 @@ def resolve_run(args):
     if args.method == ALL:  # a broken file is a failed row of the leaderboard
         contestants |= {pathlib.Path(path).stem: Contestant(broken_import(path, error))
                         for path, error in broken.items() if pathlib.Path(path).stem not in contestants}
-    return contestants, device, PROFILES[profile_name].with_models(args.num_models)
+    return contestants, device, profile
 
 
 def contestant(make):
@@ -169,6 +191,48 @@ def contestant(make):
     except Exception:  # noqa: BLE001 - a method that cannot be built fails its row with the reason, in its runs
         hyperparameters = {}
     return Contestant(make, hyperparameters)
+
+
+def competition_command(args) -> dict | pathlib.Path:
+    """--write-competition-input and --score-submission: one process, no method to run."""
+    from data import DataError
+    from evaluation.data_cache import load_dataset_cached
+    from evaluation.session import Session
+    from evaluation.submission import Submission, SubmissionError
+
+    if args.write_competition_input and args.score_submission:
+        raise UsageError("--write-competition-input and --score-submission are two commands: pass one")
+    mixed = [flag for flag, given in (("-m", args.method), ("--set", args.set), ("--resume", args.resume),
+                                      ("--workers", args.workers and args.workers > 1)) if given]
+    if mixed:
+        raise UsageError(f"{' and '.join(mixed)} belong to a method's evaluation, not to "
+                         f"{'--score-submission' if args.score_submission else '--write-competition-input'}")
+    try:
+        data, groups = load_dataset_cached(args.dataset, args.data)
+        kit, submission = {}, None
+        if args.score_submission:
+            submission = Submission.open(args.score_submission, data.num_classes)
+            kit = submission.kit or {}
+            if submission.kit is None:
+                print(f"warning: {submission.path} has no unlearn_kit.json beside it: its origin cannot be checked; "
+                      "scoring it against the profile and seed given", file=sys.stderr)
+            if args.num_models is not None and args.num_models != submission.num_models:
+                raise UsageError(f"--num-models {args.num_models}, but {submission.path} holds "
+                                 f"{submission.num_models} checkpoints (N is their number)")
+            args.num_models = submission.num_models
+        device, profile = resolve_setting(args, kit.get("profile"))
+        seed = args.seed if args.seed is not None else kit.get("split_seed", 0)
+        precision = args.precision or kit.get("precision")
+        session = Session({}, False, device, profile, pathlib.Path(args.out), pathlib.Path(args.store), seed=seed,
+                          gate=args.gate, progress=not args.no_progress, precision=precision,
+                          remeasure_clock=args.remeasure_clock, ceiling=args.ceiling)
+        if submission is None:
+            path = session.write_competition_input(data, groups, args.write_competition_input)
+            print(f"competition input for profile {profile.name}, split seed {seed}: {path}")
+            return path
+        return session.score_submission(data, groups, submission, args.name)
+    except (DataError, SubmissionError) as e:
+        raise UsageError(str(e)) from None
 
 
 def run(args, argv: list[str]) -> dict:
@@ -192,7 +256,7 @@ def run(args, argv: list[str]) -> dict:
     if args.threads or is_worker():
         torch.set_num_threads(threads)
     session = Session(methods, is_leaderboard(args), device, profile, pathlib.Path(args.out), pathlib.Path(args.store),
-                      seed=args.seed, gate=args.gate, progress=not args.no_progress, precision=args.precision,
+                      seed=args.seed or 0, gate=args.gate, progress=not args.no_progress, precision=args.precision,
                       remeasure_clock=args.remeasure_clock, method_timeout=args.method_timeout,
                       ceiling=args.ceiling, resume=args.resume)
     try:
@@ -230,7 +294,10 @@ def main(argv=None) -> int:
         if args.list:
             print(list_everything())
             return 0
-        run(args, argv)
+        if args.write_competition_input or args.score_submission:
+            competition_command(args)
+        else:
+            run(args, argv)
     except (UsageError, RunFailed, WorkerFailed, RankFailed) as e:
         # Under --workers every process meets the same error: the first rank says it.
         if os.environ.get("RANK", "0") == "0":

@@ -69,10 +69,10 @@ def look(factories: dict, zoo, runs: int) -> dict:
     for name, make in factories.items():
         rows[name] = []
         for seed in range(runs):
-            scores, seconds, log = run_method(make, sandbox, seed)
-            end = {k: log[-1].get(k) for k in ("round", "auc", "stop")} if log else {}
-            rows[name].append({"retain_acc": scores.retain_acc, "forget_acc": scores.forget_acc,
-                               "test_acc": scores.test_acc, "seconds": seconds} | end)
+            run = run_method(make, sandbox, seed)
+            end = {k: run.log[-1].get(k) for k in ("round", "auc", "stop")} if run.log else {}
+            rows[name].append({"retain_acc": run.scores.retain_acc, "forget_acc": run.scores.forget_acc,
+                               "test_acc": run.scores.test_acc, "seconds": run.seconds} | end)
         print(name + "\n  " + "\n  ".join(
             f"run {i}: retain {r['retain_acc']:.3f} forget {r['forget_acc']:.3f} test {r['test_acc']:.3f} "
             f"{r['seconds']:.1f} s" + (f", round {r['round']}: AUC {r['auc']:.2f}, {r['stop']}" if "stop" in r else "")

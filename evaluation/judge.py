@@ -18,7 +18,7 @@ import numpy as np
 from . import metric, shared_shift
 from .comparison import intervals_of, versus_ceiling
 from .mia import simple_mia
-from .result import Mia, Result, Side, Timing, final_score_of, forget_quality_of
+from .result import Mia, Result, Side, SubmissionOrigin, Timing, final_score_of, forget_quality_of
 from .scoring import ModelScores
 
 MIA_MODELS = 8  # the MIA is a side view: averaged over at most this many models per kind
@@ -42,12 +42,15 @@ class References:
 
 def judge(method: str, unlearned: list[ModelScores], unlearn_seconds, references: References, gate: float, *,
           runs_wall_seconds: float | None = None, processes: int | None = None, reference_seconds=None,
-          hyperparameters: dict | None = None, round_logs: list | None = None) -> Result:
-    """``method``'s result from its models' scores and each run's seconds. ``runs_wall_seconds``
-    (with ``processes``): a method's runs, whose wall time joins the references' phases in
-    ``timing.phases`` with the judge's own (``scoring``); ``reference_seconds``: the engine's
-    training time of retraining scored as a method. ``round_logs``: one per run (None where
-    the method keeps none)."""
+          hyperparameters: dict | None = None, round_logs: list | None = None, timing_note: str | None = None,
+          submission: SubmissionOrigin | None = None) -> Result:
+    """``method``'s result from its models' scores and each run's seconds (None, with
+    ``timing_note`` saying why, where they cannot be compared with this machine's clock).
+    ``runs_wall_seconds`` (with ``processes``): a method's runs, whose wall time joins the
+    references' phases in ``timing.phases`` with the judge's own (``scoring``);
+    ``reference_seconds``: the engine's training time of retraining scored as a method.
+    ``round_logs``: one per run (None where the method keeps none). ``submission``: a scored
+    Kaggle submission's origin."""
     started = time.perf_counter()
     n_models = len(unlearned)
     unlearned_confs = np.stack([s.forget_confs for s in unlearned])
@@ -63,15 +66,15 @@ def judge(method: str, unlearned: list[ModelScores], unlearn_seconds, references
     phases = None
     if runs_wall_seconds is not None:
         phases = references.phase_seconds | {"runs": runs_wall_seconds, "scoring": time.perf_counter() - started}
-    timing = Timing(tuple(unlearn_seconds), clock["seconds"], {k: clock.get(k) for k in CLOCK_FIELDS}, gate,
-                    runs_wall_seconds, processes, phases,
-                    None if reference_seconds is None else tuple(reference_seconds))
+    timing = Timing(None if unlearn_seconds is None else tuple(unlearn_seconds), clock["seconds"],
+                    {k: clock.get(k) for k in CLOCK_FIELDS}, gate, runs_wall_seconds, processes, phases,
+                    None if reference_seconds is None else tuple(reference_seconds), timing_note)
     logs = list(round_logs or [])
     return Result(method=method, epsilons=eps, unlearned=method_side, retrained=reference_side,
                   original=Side.of([references.original]), original_seconds=references.original_seconds, mia=mia,
                   timing=timing, shared_shift=shift, intervals=intervals,
                   hyperparameters=dict(hyperparameters or {}),
-                  round_log=logs if any(log is not None for log in logs) else None)
+                  round_log=logs if any(log is not None for log in logs) else None, submission=submission)
 
 
 def placed(result: Result, ceiling: Result) -> Result:

@@ -21,7 +21,7 @@ import numpy as np
 from .comparison import CEILING
 from .files import write_atomically
 from .intervals import CONFIDENCE
-from .result import Result
+from .result import Result, SubmissionOrigin
 
 # Bump when reports gain fields a leaderboard needs: an older report is then run again, not reused
 # (the references' scores are cached, so only the method's runs are redone).
@@ -209,18 +209,35 @@ def summary_table(result: Result) -> str:
     lines.append(f"{'MIA accuracy':18s}{mia.unlearned:{width}.4f}{mia.retrained:{width}.4f}{mia.original:11.4f}")
     if mia.note:
         lines.append(f"{'':18s}MIA {mia.note}")
-    verdict = "passes" if t.passes_gate else "FAILS"
-    lines += [
-        "",
-        f"{'time':18s}unlearn {t.unlearn_seconds_mean:.2f} s / retrain {t.retrain_seconds:.2f} s"
-        f" = {t.time_ratio:.3f} ({verdict} the {t.gate:.0%} gate)"
-        + (" [retrain time measured on a busy machine]" if t.retrain_clock.get("busy") else ""),
-        f"intervals: {CONFIDENCE:.0%}; F: forget examples and the models' shared offsets resampled; accuracies: models",
-    ]
+    if t.unlearn_seconds is None:
+        time_line = f"{'time':18s}{t.note} (no gate verdict)"
+    else:
+        verdict = "passes" if t.passes_gate else "FAILS"
+        time_line = (f"{'time':18s}unlearn {t.unlearn_seconds_mean:.2f} s / retrain {t.retrain_seconds:.2f} s"
+                     f" = {t.time_ratio:.3f} ({verdict} the {t.gate:.0%} gate)"
+                     + (" [retrain time measured on a busy machine]" if t.retrain_clock.get("busy") else ""))
+    lines += ["", time_line]
+    if result.submission is not None:
+        lines += submission_lines(result.submission)
+    lines.append(f"intervals: {CONFIDENCE:.0%}; F: forget examples and the models' shared offsets resampled; "
+                 "accuracies: models")
     logged = round_log_line(result.round_log)
     if logged:
         lines.append(logged)
     return "\n".join(lines)
+
+
+def submission_lines(origin: SubmissionOrigin) -> list[str]:
+    """A scored submission's origin, and its recorded time against the competition's limit."""
+    lines = [f"{'origin':18s}{origin.origin}"]
+    projected = origin.projected_seconds
+    if projected is not None:
+        within = "within" if projected <= origin.competition_seconds else "OVER"
+        per_run = projected / origin.competition_runs
+        lines.append(f"{'competition time':18s}{origin.competition_runs} runs at {per_run:.2f} s = "
+                     f"{projected / 3600:.2f} h on {origin.recorded_machine or origin.recorded_device} ({within} the "
+                     f"{origin.competition_seconds / 3600:.0f} h limit)")
+    return lines
 
 
 def round_log_line(logs: list | None) -> str | None:

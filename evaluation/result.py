@@ -71,9 +71,11 @@ class Side:
 
 @dataclass(frozen=True)
 class Timing:
-    """Each run's seconds against the gate's yardstick (one retraining the starter kit's way)."""
+    """Each run's seconds against the gate's yardstick (one retraining the starter kit's way).
+    A submission's runs may have no seconds comparable with this machine's clock: then
+    ``unlearn_seconds`` is None, ``note`` says why, and there is no ratio and no verdict."""
 
-    unlearn_seconds: tuple[float, ...]
+    unlearn_seconds: tuple[float, ...] | None
     retrain_seconds: float
     retrain_clock: dict  # the clock reading's fields a report keeps (retrain_clock.REPORTED)
     gate: float
@@ -81,21 +83,23 @@ class Timing:
     processes: int | None = None
     phases: dict | None = None  # wall seconds of the command's stages (a method's result)
     reference_seconds: tuple[float, ...] | None = None  # the engine's time per reference (the ceiling's result)
+    note: str | None = None  # why a submission's time is not compared with the gate
 
     @property
-    def unlearn_seconds_mean(self) -> float:
-        return float(np.mean(self.unlearn_seconds))
+    def unlearn_seconds_mean(self) -> float | None:
+        return None if self.unlearn_seconds is None else float(np.mean(self.unlearn_seconds))
 
     @property
-    def time_ratio(self) -> float:
-        return float(np.mean(self.unlearn_seconds) / self.retrain_seconds)
+    def time_ratio(self) -> float | None:
+        return None if self.unlearn_seconds is None else float(np.mean(self.unlearn_seconds) / self.retrain_seconds)
 
     @property
-    def passes_gate(self) -> bool:
-        return bool(self.time_ratio <= self.gate)
+    def passes_gate(self) -> bool | None:
+        return None if self.unlearn_seconds is None else bool(self.time_ratio <= self.gate)
 
     def to_json(self) -> dict:
-        out = {"unlearn_seconds": list(self.unlearn_seconds), "unlearn_seconds_mean": self.unlearn_seconds_mean,
+        seconds = None if self.unlearn_seconds is None else list(self.unlearn_seconds)
+        out = {"unlearn_seconds": seconds, "unlearn_seconds_mean": self.unlearn_seconds_mean,
                "retrain_seconds": self.retrain_seconds, "retrain_clock": dict(self.retrain_clock),
                "time_ratio": self.time_ratio, "gate": self.gate, "passes_gate": self.passes_gate}
         if self.runs_wall_seconds is not None:
@@ -103,14 +107,50 @@ class Timing:
                     "phases": dict(self.phases or {})}
         if self.reference_seconds is not None:
             out["reference_seconds"] = list(self.reference_seconds)
+        if self.note is not None:
+            out["note"] = self.note
         return out
 
     @classmethod
     def from_json(cls, d: dict) -> "Timing":
-        references = d.get("reference_seconds")
-        return cls(tuple(d["unlearn_seconds"]), d["retrain_seconds"], dict(d["retrain_clock"]), d["gate"],
-                   d.get("runs_wall_seconds"), d.get("processes"), d.get("phases"),
-                   None if references is None else tuple(references))
+        references, seconds = d.get("reference_seconds"), d["unlearn_seconds"]
+        return cls(None if seconds is None else tuple(seconds), d["retrain_seconds"], dict(d["retrain_clock"]),
+                   d["gate"], d.get("runs_wall_seconds"), d.get("processes"), d.get("phases"),
+                   None if references is None else tuple(references), d.get("note"))
+
+
+@dataclass(frozen=True)
+class SubmissionOrigin:
+    """Where a scored Kaggle submission came from (``submission.py``), and the time its
+    notebook recorded, projected to the competition's 512 runs against its 8 hours."""
+
+    path: str
+    origin: str  # what was checked of the kit file beside the zip, or why nothing was
+    recorded_seconds: tuple[float, ...] | None  # each run's, as the notebook recorded them (any device)
+    recorded_device: str | None
+    recorded_machine: str | None
+    competition_runs: int
+    competition_seconds: float
+
+    @property
+    def projected_seconds(self) -> float | None:
+        """``competition_runs`` runs at the recorded mean, on the recording machine."""
+        return None if self.recorded_seconds is None else float(np.mean(self.recorded_seconds)) * self.competition_runs
+
+    def to_json(self) -> dict:
+        projected = self.projected_seconds
+        return {"path": self.path, "origin": self.origin,
+                "recorded_seconds": None if self.recorded_seconds is None else list(self.recorded_seconds),
+                "recorded_device": self.recorded_device, "recorded_machine": self.recorded_machine,
+                "projected_seconds": projected, "projected_runs": self.competition_runs,
+                "competition_seconds": self.competition_seconds,
+                "within_competition_time": None if projected is None else projected <= self.competition_seconds}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SubmissionOrigin":
+        seconds = d.get("recorded_seconds")
+        return cls(d["path"], d["origin"], None if seconds is None else tuple(seconds), d.get("recorded_device"),
+                   d.get("recorded_machine"), d["projected_runs"], d["competition_seconds"])
 
 
 @dataclass(frozen=True)
@@ -181,6 +221,7 @@ class Result:
     ceiling: Ceiling | None = None
     hyperparameters: dict = field(default_factory=dict)  # the values the method ran with
     round_log: list | None = None  # per run, the method's own round_log where it keeps one
+    submission: SubmissionOrigin | None = None  # a scored Kaggle submission's origin and recorded time
 
     @property
     def num_models(self) -> int:
@@ -218,7 +259,7 @@ class Result:
             "ceiling": None if self.ceiling is None else self.ceiling.to_json(),
             "hyperparameters": dict(self.hyperparameters),
             "round_log": self.round_log,
-        }
+        } | ({} if self.submission is None else {"submission": self.submission.to_json()})
 
     @classmethod
     def from_json(cls, report: dict) -> "Result":
@@ -238,4 +279,5 @@ class Result:
             ceiling=None if report.get("ceiling") is None else Ceiling.from_json(report["ceiling"]),
             hyperparameters=dict(report.get("hyperparameters") or {}),
             round_log=report.get("round_log"),
+            submission=None if report.get("submission") is None else SubmissionOrigin.from_json(report["submission"]),
         )

@@ -84,6 +84,16 @@ class Sandbox:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One run's outcome, as it travels back from the process that ran it."""
+
+    scores: object  # scoring.ModelScores of the model the run left
+    seconds: float  # the run's own wall time: the gate's numerator
+    log: list | None  # the method's round_log after the run (JSON-ready), None where it keeps none
+    returned_model: bool = False  # run() returned its model instead of changing ``net`` in place
+
+
+@dataclass(frozen=True)
 class Runs:
     """A method's N runs, in seed order."""
 
@@ -92,12 +102,33 @@ class Runs:
     logs: list  # each run's round_log (None where the method keeps none)
     wall_seconds: float  # all N runs, every process's, done and gathered
     processes: int
+    returned_models: int = 0  # runs whose run() returned the model scored
 
 
-def run_method(make_method: Callable, sandbox: Sandbox, run_seed: int):
-    """One unlearning run from the original model; returns ``(scores, seconds, log)``, ``log``
-    being the method's ``round_log`` after the run (JSON-ready) or None. It travels back
-    with the scores, as the method instance stays in this process."""
+RETURNED_MODEL_NOTE = ("run() returns its model instead of changing `net` in place: the kit scores the returned "
+                       "model and the exported notebook saves it, but the competition's own template notebook keeps "
+                       "only in-place changes")
+
+
+def unlearned_model(net: torch.nn.Module, returned) -> torch.nn.Module:
+    """The model a run leaves: ``net`` when ``run()`` returned None or ``net`` itself, else the
+    model it returned (as the starter kit's own example does), which must be a ResNet-18 like
+    ``net``: the same parameter and buffer names and shapes. Anything else raises ValueError."""
+    if returned is None or returned is net:
+        return net
+    if not isinstance(returned, torch.nn.Module):
+        raise ValueError(f"run() returned a {type(returned).__name__}; return None (changes made to `net` in place "
+                         "count) or the unlearned model")
+    ours, theirs = net.state_dict(), returned.state_dict()
+    if list(ours) != list(theirs) or any(ours[k].shape != theirs[k].shape for k in ours):
+        raise ValueError(f"run() returned a {type(returned).__name__} whose weights are not those of the model it "
+                         "was given (other names or shapes); return None or a model of the same architecture")
+    return returned
+
+
+def run_method(make_method: Callable, sandbox: Sandbox, run_seed: int) -> Run:
+    """One unlearning run from the original model. The method's log travels back with the
+    scores, as the method instance stays in this process."""
     net = copy.deepcopy(sandbox.original)
     seed_everything(run_seed)
     retain_loader, forget_loader, val_loader = method_loaders(sandbox.tensors, sandbox.batch_size, run_seed)
@@ -114,12 +145,14 @@ def run_method(make_method: Callable, sandbox: Sandbox, run_seed: int):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    if returned is not None and returned is not net:
-        raise MethodFailed(f"run {run_seed}: run() returned a new model; only changes made to `net` in place count "
-                           "(here and in the Kaggle notebook, which ignores the return value)")
-    if not weights_are_finite(net):
+    try:
+        model = unlearned_model(net, returned)
+    except ValueError as e:
+        raise MethodFailed(f"run {run_seed}: {e}") from None
+    if not weights_are_finite(model):
         raise MethodFailed(f"run {run_seed}: the method left NaN or infinite weights")
-    return score_model(net.eval(), sandbox.tensors), seconds, _json_ready(getattr(method, "round_log", None))
+    return Run(score_model(model.eval(), sandbox.tensors), seconds, _json_ready(getattr(method, "round_log", None)),
+               model is not net)
 
 
 def run_all(make_method: Callable, method_name: str, sandbox: Sandbox, num_models: int, world: World = World(),
@@ -140,8 +173,9 @@ def run_all(make_method: Callable, method_name: str, sandbox: Sandbox, num_model
     failures = [v for _, v in sorted(everything.items()) if isinstance(v, MethodFailed)]
     if failures:
         raise failures[0]
-    return Runs([everything[s][0] for s in seeds], [everything[s][1] for s in seeds],
-                [everything[s][2] for s in seeds], time.perf_counter() - started, world.size)
+    runs = [everything[s] for s in seeds]
+    return Runs([r.scores for r in runs], [r.seconds for r in runs], [r.log for r in runs],
+                time.perf_counter() - started, world.size, sum(r.returned_model for r in runs))
 
 
 def _json_ready(log):

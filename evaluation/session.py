@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 from data import DataError, ImageData, SplitTensors, make_splits
 
@@ -29,12 +30,15 @@ from .comparison import CEILING
 from .distributed import World
 from .judge import References, judge, placed
 from .leaderboard import build, markdown_table, write_leaderboard
+from .competition_input import kit_description, write_competition_input
 from .profiles import Profile
 from .report import REPORT_VERSION, environment, reusable_result, rewrite_report, write_failure, write_result
-from .result import Result
+from .result import Result, SubmissionOrigin
 from .retrain_clock import GATE, stored_clock
-from .runner import MethodFailed, Sandbox, run_all
+from .runner import RETURNED_MODEL_NOTE, MethodFailed, Sandbox, run_all
+from .scoring import score_states
 from .store import CheckpointStore
+from .submission import COMPETITION_RUNS, COMPETITION_SECONDS, RUNS_FILE, Submission
 from .zoo import Zoo
 from training.devices import rank_device
 
@@ -81,21 +85,25 @@ class Session:
         return Zoo(data, splits, self.profile, SplitTensors.build(data, splits, device), CheckpointStore(self.store),
                    self.progress and world.is_main, world=world, precision=self.precision)
 
-    def run(self, data: ImageData, groups, world: World) -> dict:
-        """Evaluate on ``data`` in this process of ``world``; returns the result (or the
-        leaderboard) with its context. Bad splits raise DataError; failures RunFailed."""
-        zoo = self.zoo(data, groups, world)
-        context = {
+    def context(self, zoo: Zoo) -> dict:
+        """What every report of this command records besides its result."""
+        return {
             "report_version": REPORT_VERSION,
             "profile": self.profile.to_json(),
             "seed": self.seed,
             "run_seeds": list(range(self.profile.num_models)),
             "gate": self.gate,
-            "data": {"source": data.source, "fingerprint": data.fingerprint(), "splits_file": "splits.json"},
+            "data": {"source": zoo.data.source, "fingerprint": zoo.data.fingerprint(), "splits_file": "splits.json"},
             "sizes": {name: int(getattr(zoo.splits, name).size) for name in ("forget", "retain", "val", "test")},
             "environment": environment(zoo.device) | {"precision": zoo.engine_precision()},
-            "world_size": world.size,  # processes (--workers or torchrun); the numbers do not depend on it
+            "world_size": zoo.world.size,  # processes (--workers or torchrun); the numbers do not depend on it
         }
+
+    def run(self, data: ImageData, groups, world: World) -> dict:
+        """Evaluate on ``data`` in this process of ``world``; returns the result (or the
+        leaderboard) with its context. Bad splits raise DataError; failures RunFailed."""
+        zoo = self.zoo(data, groups, world)
+        context = self.context(zoo)
         started = time.perf_counter()
         references = gather_references(zoo, self.remeasure_clock)
         if self.leaderboard:
@@ -108,6 +116,42 @@ class Session:
         (name, contestant), = self.methods.items()
         return evaluate_one(contestant, name, zoo, self.out, context, self.gate, zoo.progress, self.method_timeout,
                             self.ceiling, references, started)
+
+
+    def write_competition_input(self, data: ImageData, groups, out_dir) -> pathlib.Path:
+        """The Kaggle notebook's input folder for this profile and seed (``competition_input.py``)."""
+        return write_competition_input(self.zoo(data, groups, World()), out_dir, groups)
+
+    def score_submission(self, data: ImageData, groups, submission: Submission, name: str) -> dict:
+        """A Kaggle submission's N checkpoints scored as ``run`` scores a method's N runs, against
+        N references of this profile and seed (stage 2 reads the zip instead of running a
+        method); its report in ``out/name``. A kit file naming other references raises
+        SubmissionError before anything is trained."""
+        zoo = self.zoo(data, groups, World())
+        origin = submission.check_origin(kit_description(zoo))
+        context = self.context(zoo)
+        started = time.perf_counter()
+        references = gather_references(zoo, self.remeasure_clock)
+        read = time.perf_counter()
+        states = submission.state_dicts(data.num_classes, zoo.device)
+        scores = [score_states([state], zoo.tensors, data.num_classes)[0]
+                  for state in tqdm(states, desc="checkpoints", total=submission.num_models, disable=not zoo.progress)]
+        seconds, device, machine = submission.recorded_seconds()
+        note = None
+        if seconds is None:
+            note = f"not recorded: no {RUNS_FILE} with every run's seconds beside the zip"
+        elif device != zoo.device.type:
+            note = f"not comparable: recorded on {device} ({machine}), the retrain clock here is on {zoo.device.type}"
+        recorded = SubmissionOrigin(str(submission.path), origin, seconds, device, machine, COMPETITION_RUNS,
+                                    COMPETITION_SECONDS)
+        result = judge(name, scores, None if note else seconds, references, self.gate,
+                       runs_wall_seconds=time.perf_counter() - read, processes=1, timing_note=note,
+                       submission=recorded)
+        ceiling = score_retraining(zoo, references, self.gate, train=self.ceiling)
+        if ceiling is not None:
+            result = placed(result, ceiling)
+        write_result(result, self.out / name, zoo.splits, context | {"wall_seconds": time.perf_counter() - started})
+        return result.to_json() | context
 
 
 def gather_references(zoo: Zoo, remeasure_clock: bool = False) -> References:
@@ -137,6 +181,8 @@ def evaluate_method(contestant: Contestant, name: str, zoo: Zoo, references: Ref
     """Stages 2 and 3 for one method: its N runs, then the judge. A failed run raises MethodFailed."""
     sandbox = Sandbox(zoo.original()[0], zoo.tensors, zoo.profile.loader_batch_size, time_limit_s)
     runs = run_all(contestant.make, name, sandbox, zoo.profile.num_models, zoo.world, progress)
+    if runs.returned_models and zoo.world.is_main:
+        print(f"note: {name}'s {RETURNED_MODEL_NOTE}", file=sys.stderr)
     return judge(name, runs.scores, runs.seconds, references, gate, runs_wall_seconds=runs.wall_seconds,
                  processes=runs.processes, hyperparameters=contestant.hyperparameters, round_logs=runs.logs)
 

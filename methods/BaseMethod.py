@@ -10,7 +10,10 @@ import torch
 @dataclass(eq=False)
 class BaseMethod:
     """An unlearning method: ``run`` modifies ``net`` in place and returns nothing (or
-    ``net``): the harness, like the Kaggle notebook, keeps only in-place changes.
+    ``net``), or returns the unlearned model, a model of ``net``'s architecture (the
+    starter kit's own example trains a copy and returns it). The harness and the exported
+    notebook keep the returned model; the competition's own template notebook kept only
+    in-place changes, which is why the shipped methods change ``net``.
 
     ``net`` is a torchvision ResNet-18 already on its device; the loaders yield batches
     on that device that unpack as ``images, labels = batch`` and also answer

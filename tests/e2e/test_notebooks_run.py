@@ -57,9 +57,10 @@ def check_checkpoints(work, input_dir, count=N_CHECKPOINTS):
 
 
 def exported_notebooks(tmp_path) -> list[tuple[str, object, int]]:
-    """``(name, notebook, checkpoints)``: two methods from outside ``methods/``, exported as a
+    """``(name, notebook, checkpoints)``: three methods from outside ``methods/``, exported as a
     user would, at two checkpoints (first, so that no other method's helpers are defined
-    when they run), then every shipped method's notebook, validated, at one."""
+    when they run), then every shipped method's notebook, validated, at one. The input has
+    no kit file, as on Kaggle."""
     # a helper and a constant, from a file of its own
     code = nu.export_class_code(helper_method.ShrinkThenFinetune)
     assert "SHRINK = 0.9" in code and "def shrink_weights" in code and "def train_epoch" in code
@@ -70,6 +71,10 @@ def exported_notebooks(tmp_path) -> list[tuple[str, object, int]]:
     code = nu.export_class_code(starter_kit_method.MyMethod, "my_method")
     assert "LEARNING_RATE = 1e-3" in code and "def make_optimizer" in code
     notebooks.append(("my_method", nu.build_notebook("my_method", code=code), N_CHECKPOINTS))
+    # the starter kit's own example: it trains a copy of the model and returns it
+    code = nu.export_class_code(starter_kit_method.TrainsACopy, "trains_a_copy")
+    assert "def unlearning(original_model, retain_loader, forget_loader, val_loader, phase='dev'):" in code
+    notebooks.append(("trains_a_copy", nu.build_notebook("trains_a_copy", code=code), N_CHECKPOINTS))
     for name in sorted(all_method_handlers()):
         path = nu.write_notebook(name, tmp_path / f"{name}.ipynb", settings=SMALL_BUDGETS.get(name))
         notebook = nbformat.read(str(path), as_version=4)

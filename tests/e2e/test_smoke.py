@@ -8,6 +8,8 @@ import pytest
 import main
 from data.faces import write_synthetic_faces
 from evaluation.report import REPORT_VERSION
+from evaluation.runner import RETURNED_MODEL_NOTE
+from tests.fixtures.starter_kit_method import TrainsACopy
 from tests.fixtures.stub_methods import LeavesInf, OneEpochFinetune, Raises
 from tests.helpers import cifar_path
 
@@ -79,3 +81,18 @@ def test_main_runs_on_a_faces_directory(tmp_path, capsys):
     assert (tmp_path / "out" / "finetune" / "report.json").exists()
     assert main.main(["-m", "finetune", "--dataset", "faces", "--out", str(tmp_path / "o2")]) == 2
     assert "needs --data" in capsys.readouterr().err
+
+
+def test_the_starter_kits_own_example_returns_its_model_and_is_scored(tmp_path, smoke_store, monkeypatch, capsys):
+    """A method of the starter kit's ``MyMethod`` shape, registered in its dictionary, runs
+    unchanged: the models it returns are scored, with one note for the whole evaluation."""
+    import methods
+
+    monkeypatch.setitem(methods.METHODS, "trains_a_copy", TrainsACopy)
+    out = tmp_path / "out"
+    assert main.main(["-m", "trains_a_copy", "--profile", "smoke", "--data", cifar_path(), "--out", str(out),
+                      "--store", str(smoke_store), "--no-progress"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: trains_a_copy's {RETURNED_MODEL_NOTE}"]
+    report = json.loads((out / "trains_a_copy" / "report.json").read_text())
+    assert report["method"] == "trains_a_copy" and report.get("status") != "failed" and report["num_models"] == 3
