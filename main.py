@@ -205,7 +205,8 @@ def competition_command(args) -> dict | pathlib.Path:
     mixed = [flag for flag, given in (("-m", args.method), ("--set", args.set), ("--resume", args.resume),
                                       ("--workers", args.workers and args.workers > 1)) if given]
     if mixed:
-        raise UsageError(f"{' and '.join(mixed)} belong to a method's evaluation, not to "
+        raise UsageError(f"{' and '.join(mixed)} {'belongs' if len(mixed) == 1 else 'belong'} to a method's "
+                         "evaluation, not to "
                          f"{'--score-submission' if args.score_submission else '--write-competition-input'}")
     try:
         data, groups = load_dataset_cached(args.dataset, args.data)

@@ -41,6 +41,12 @@ def _labels_beyond_the_model(path):
         *((["-m", "finetune", "--device", name], f"unknown device {name!r}: use cpu, cuda or cuda:N")
           for name in ("gpu", "mps", "cuda:x", "cpu:3")),
         (["-m", "finetune", "--device", "cuda:7"], "--device cuda:7 was asked for but no CUDA device is available"),
+        (["-m", "finetune", "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        (["--score-submission", "s.zip", "-m", "finetune"], "-m belongs to a method's evaluation, not to "
+                                                            "--score-submission"),
+        (["--write-competition-input", "in", "--resume", "--workers", "2"],
+         "--resume and --workers belong to a method's evaluation, not to --write-competition-input"),
+        (["--write-competition-input", "in", "--score-submission", "s.zip"], "are two commands: pass one"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_and_nothing_written(argv, message, capsys, tmp_path, monkeypatch):
