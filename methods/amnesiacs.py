@@ -14,17 +14,18 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import distillation_kl, frozen_copy, reset_module, sgd, soft_cross_entropy, train_epochs
 
 
 @register("amnesiacs")
 @dataclass(kw_only=True, eq=False)
 class Amnesiacs(BaseMethod):
-    temperature: float = 5.0
-    warmup_epochs: int = 3
+    temperature: float = tuned(5.0, 1.0, 10.0)
+    warmup_epochs: int = tuned(3, 1, 5)
     warmup_lr: float = 9e-4
-    epochs: int = 3
-    lr: float = 1e-3
+    epochs: int = tuned(3, 1, 6)
+    lr: float = tuned(1e-3, 1e-4, 1e-2, log=True)
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         teacher = frozen_copy(net)

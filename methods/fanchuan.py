@@ -16,20 +16,21 @@ from training.devices import device_of
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import kl_to_uniform, loader_over, sgd, train_epoch
 
 
 @register("fanchuan")
 @dataclass(kw_only=True, eq=False)
 class Fanchuan(BaseMethod):
-    epochs: int = 8
+    epochs: int = tuned(8, 2, 10)  # the write-up found 8 best
     stage1_lr: float = 5e-3
     retain_batch_size: int = 256  # [KW-458721]; an earlier notebook used 64
-    retain_lr_per_64: float = 1e-3  # retain lr = 1e-3 * B / 64 = 4e-3 at B = 256
+    retain_lr_per_64: float = tuned(1e-3, 1e-4, 1e-2, log=True)  # retain lr = 1e-3 * B / 64 = 4e-3 at B = 256
     retain_weight_decay: float = 1e-2
-    forget_lr: float = 3e-4
+    forget_lr: float = tuned(3e-4, 1e-5, 3e-3, log=True)
     forget_eta_min: float = 1e-6
-    temperature: float = 1.15
+    temperature: float = tuned(1.15, 0.5, 3.0)
     retain_lr: float = field(init=False)  # retain_lr_per_64 * retain_batch_size / 64
 
     def __post_init__(self):

@@ -11,14 +11,15 @@ import torch
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import sgd, train_epochs
 
 
 @register("finetune")
 @dataclass(kw_only=True, eq=False)
 class Finetune(BaseMethod):
-    epochs: int = 5
-    lr: float = 0.1
+    epochs: int = tuned(5, 1, 10)  # starter kit 5, its Kaggle notebook 1
+    lr: float = tuned(0.1, 1e-3, 0.3, log=True)  # wide: the starter kit's 0.1 and its notebook's 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
 

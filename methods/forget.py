@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import conv_layers, frozen_copy, reset_module, set_lr, sgd, train_epoch
 
 ALGORITHM_CYCLES = {1: (1, 2, 2), 2: (2, 1, 1, 1)}
@@ -27,9 +28,9 @@ ALGORITHM_2_LRS = (5e-4, 1e-3, 1e-3, 1e-3, 1e-3)
 @dataclass(kw_only=True, eq=False)
 class Forget(BaseMethod):
     algorithm: int = 1  # which went into the final submission is unconfirmed
-    layers_per_cycle: int = 6
+    layers_per_cycle: int = tuned(6, 2, 12)
     input_noise_std: float = 0.01
-    lr: float = 1e-3
+    lr: float = tuned(1e-3, 1e-4, 1e-2, log=True)
     cosine_t_max: int = 2
     momentum: float = 0.9  # (U)
     weight_decay: float = 5e-4  # (U)

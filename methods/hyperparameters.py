@@ -10,6 +10,12 @@ name is passed when the constructor's first parameter is called ``name``.
 Value syntax for ``--set``: numbers and words as written; ``true``/``false`` for
 booleans; ``none`` for an optional value; comma-separated items for a tuple
 (``full_lrs=2e-4,2e-4,1e-3``).
+
+A field may also declare where ``tune.py`` searches it: ``lr: float = tuned(0.1, 0.01, 0.5,
+log=True)`` (a range, on a log or linear scale, integer for an ``int`` field) or ``tuned("a",
+choices=("a", "b"))``. A field without one is not tuned. :func:`parse_space` reads the same
+from the command line (``--space KEY=LOW:HIGH[:log]``, ``--space KEY=a|b|c``) for a method
+that declares none.
 """
 
 from __future__ import annotations
@@ -133,5 +139,88 @@ def _type_name(annotation) -> str:
 
 
 def describe(cls: type) -> str:
-    """One line of ``name=default`` pairs, for ``--list``."""
-    return ", ".join(f"{h.name}={h.default!r}" for h in declared(cls).values()) or "(no hyperparameters)"
+    """One line of ``name=default`` pairs (with the range ``tune.py`` searches), for ``--list``."""
+    ranges = spaces(cls)
+    return ", ".join(f"{h.name}={h.default!r}" + (f" [{ranges[h.name]}]" if h.name in ranges else "")
+                     for h in declared(cls).values()) or "(no hyperparameters)"
+
+
+# ---------------------------------------------------------------------------
+# Search spaces
+
+
+@dataclass(frozen=True)
+class Space:
+    """Where ``tune.py`` searches one hyperparameter: ``low..high`` (``log``: on a log scale;
+    ``integer``: whole numbers), or one of ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: tuple | None = None
+
+    def __post_init__(self):
+        if self.choices is not None:
+            if len(self.choices) < 2 or len(set(self.choices)) < len(self.choices):
+                raise ValueError(f"choices must be two or more different values, got {self.choices!r}")
+            return
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a range needs low < high, got {self.low!r}:{self.high!r}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0, got {self.low!r}")
+
+    def suggest(self, trial, name: str):
+        """The value an Optuna ``trial`` draws for ``name``."""
+        if self.choices is not None:
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.integer:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, float(self.low), float(self.high), log=self.log)
+
+    def __str__(self) -> str:
+        if self.choices is not None:
+            return "|".join(map(str, self.choices))
+        return f"{self.low:g}:{self.high:g}" + (":log" if self.log else "")
+
+
+def tuned(default, low=None, high=None, *, log: bool = False, choices: tuple | None = None):
+    """A dataclass field with ``default`` that ``tune.py`` searches over ``low..high`` or ``choices``."""
+    space = Space(low, high, log, isinstance(default, int) and not isinstance(default, bool) and choices is None,
+                  None if choices is None else tuple(choices))
+    return dataclasses.field(default=default, metadata={"space": space})
+
+
+def spaces(cls: type) -> dict[str, Space]:
+    """The search spaces ``cls`` declares, by field name (empty for a method declaring none)."""
+    if not _is_own_dataclass(cls):
+        return {}
+    return {f.name: f.metadata["space"] for f in dataclasses.fields(cls) if f.init and "space" in f.metadata}
+
+
+def parse_space(cls: type, items: list[str]) -> dict[str, Space]:
+    """``["lr=1e-4:1e-1:log", "freeze=restore|gradients"]`` as spaces of ``cls``'s
+    hyperparameters, typed from their declarations; :class:`SettingError` otherwise."""
+    params = declared(cls)
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in params:
+            raise SettingError(f"--space {item!r}: {cls.__name__} has no hyperparameter {key!r}; expected "
+                               f"KEY=LOW:HIGH[:log] or KEY=a|b|c with KEY one of {', '.join(params) or 'none'}")
+        annotation = params[key].type
+        try:
+            if "|" in text:
+                out[key] = Space(choices=tuple(parse_value(annotation, c.strip()) for c in text.split("|")))
+                continue
+            parts = [part.strip() for part in text.split(":")]
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+                raise ValueError("expected LOW:HIGH, LOW:HIGH:log or a|b|c")
+            low, high = (parse_value(annotation, part) for part in parts[:2])
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+                raise ValueError(f"a range needs numbers, and {key} is {_type_name(annotation)}")
+            out[key] = Space(low, high, len(parts) == 3, isinstance(low, int) and isinstance(high, int))
+        except ValueError as e:
+            raise SettingError(f"--space {item!r}: {e}") from None
+    return out

@@ -16,16 +16,17 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import accumulate_gradients, conv_layers, loader_over, sgd, train_epochs
 
 
 @register("kookmin")
 @dataclass(kw_only=True, eq=False)
 class Kookmin(BaseMethod):
-    reinit_fraction: float = 0.3
-    kept_grad_scale: float = 0.1
-    lr: float = 1e-3
-    epochs: int = 5
+    reinit_fraction: float = tuned(0.3, 0.1, 0.6)
+    kept_grad_scale: float = tuned(0.1, 0.01, 1.0, log=True)  # wide: 1 is no scaling
+    lr: float = tuned(1e-3, 1e-4, 1e-2, log=True)
+    epochs: int = tuned(5, 2, 8)
     subset_batch_size: int = 64
     selection: str = "per_layer"  # DU; [KW-459200] says "global"
 

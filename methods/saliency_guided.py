@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import (
     FrozenOutsideMask,
     StepBudget,
@@ -98,14 +99,14 @@ class SaliencyGuided(BaseMethod):
     max_rounds: int = 2
     max_steps: int = 30  # impair + repair steps of the whole run
     time_budget: float | None = None  # seconds, on top of max_steps; None: steps alone decide
-    mask_fraction: float = 0.1
-    noise: float = 0.5
+    mask_fraction: float = tuned(0.1, 0.02, 0.5, log=True)
+    noise: float = tuned(0.5, 0.1, 1.5)
     impair: str = "kl_uniform"
     impair_steps: int = 0  # measured: noise alone forgets at less cost to retain accuracy
     impair_lr: float = 0.01
     impair_anchor: float = 1.0  # weight of a retain batch's cross-entropy in every impair step
-    repair_steps: int = 15
-    repair_lr: float = 0.002  # 0.01 and above break these memorised models
+    repair_steps: int = tuned(15, 5, 40)
+    repair_lr: float = tuned(0.002, 5e-4, 1e-2, log=True)  # 0.01 and above break these memorised models
     repair_scope: str = "all"
     distill_weight: float = 1.0
     distill_temperature: float = 2.0

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import FrozenOutsideMask, gradient_saliency, loader_over, sgd, train_epoch
 
 
@@ -33,9 +34,9 @@ def random_label_loss(n, x, y):
 @register("salun")
 @dataclass(kw_only=True, eq=False)
 class SalUn(BaseMethod):
-    mask_fraction: float = 0.5
-    lr: float = 0.013  # current README; the first README used 0.1
-    epochs: int = 10
+    mask_fraction: float = tuned(0.5, 0.1, 0.9)  # the SalUn paper's sweep
+    lr: float = tuned(0.013, 1e-3, 0.05, log=True)  # current README; the first README used 0.1
+    epochs: int = tuned(10, 3, 15)
     batch_size: int | None = 256  # None: the loaders as given
     freeze: str = "restore"
 

@@ -17,15 +17,16 @@ from torch.nn.utils import prune
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import class_counts, entropy, frozen_copy, num_classes_of, sgd, train_steps
 
 
 @register("sebastian")
 @dataclass(kw_only=True, eq=False)
 class Sebastian(BaseMethod):
-    amount: float = 0.99
-    lr: float = 5e-4
-    epochs: float = 3.2
+    amount: float = tuned(0.99, 0.9, 0.999)
+    lr: float = tuned(5e-4, 1e-4, 5e-3, log=True)
+    epochs: float = tuned(3.2, 1.0, 6.0)
     class_weight_power: float = -0.1
 
     def run(self, net, retain_loader, forget_loader, val_loader):

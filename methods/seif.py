@@ -14,16 +14,17 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import add_gaussian_noise, class_counts, conv_layers, num_classes_of, sgd, train_epoch
 
 
 @register("seif")
 @dataclass(kw_only=True, eq=False)
 class Seif(BaseMethod):
-    noise_std: float = 0.6
+    noise_std: float = tuned(0.6, 0.1, 1.0)
     final_noise_std: float = 0.005
-    lr: float = 7e-4
-    epochs: int = 4
+    lr: float = tuned(7e-4, 1e-4, 5e-3, log=True)
+    epochs: int = tuned(4, 2, 8)
     noise_layers: str = "stem"  # DU: top-level convs = conv1 only; [KW-459334]: "all"
     class_weights: str = "balanced"  # CIFAR adaptation; "competition": [1, 0.05 x 9]
 

@@ -13,6 +13,7 @@ import torch
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import add_gaussian_noise, reset_module, sgd, train_epoch
 
 
@@ -23,8 +24,8 @@ class Sun(BaseMethod):
     select_epochs: int = 5
     tensors_per_epoch: int = 9
     noise_share: float = 0.7
-    noise_std: float = 0.04
-    select_lr: float = 2e-4
+    noise_std: float = tuned(0.04, 0.01, 0.2, log=True)
+    select_lr: float = tuned(2e-4, 5e-5, 1e-3, log=True)
     full_lrs: tuple[float, ...] = (2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4)  # only the first 4 are used at 9 epochs
 
     def run(self, net, retain_loader, forget_loader, val_loader):

@@ -12,14 +12,15 @@ import torch
 
 from . import register
 from .BaseMethod import BaseMethod
+from .hyperparameters import tuned
 from .common import conv_layers, sgd, train_epochs
 
 
 @register("toshi_k")
 @dataclass(kw_only=True, eq=False)
 class ToshiK(BaseMethod):
-    lr: float = 1e-3
-    epochs: int = 3
+    lr: float = tuned(1e-3, 1e-4, 1e-2, log=True)
+    epochs: int = tuned(3, 1, 6)
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         for _, conv in conv_layers(net):
