@@ -59,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-m", "--method", required=True, help="registered method (see main.py --list)")
     p.add_argument("--trials", type=int, default=0, help="trials this process adds to the study")
+    p.add_argument("--until", type=int, metavar="T",
+                   help="instead of --trials: add trials until the study holds T finished ones (a fixed budget that "
+                        "the same command resumes)")
     p.add_argument("--space", action="append", default=[], metavar="KEY=LOW:HIGH[:log] | KEY=a|b|c",
                    help="a range to search (adds to, or replaces, the method's declared space; repeatable)")
     p.add_argument("--try", dest="tries", action="append", default=[], metavar="KEY=VALUE,...",
@@ -384,6 +387,7 @@ def confirm(args, cls, handlers: dict, study, profile, device, data, groups) -> 
 
 def run(args) -> int:
     import optuna
+    from optuna.trial import TrialState
 
     from data import DataError
     from evaluation.data_cache import load_dataset_cached
@@ -401,10 +405,10 @@ def run(args) -> int:
             raise UsageError(f"unknown method {name!r}; available: {', '.join(handlers)}")
     if args.profile not in PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILES)}")
-    for flag in ("trials", "top", "seed", "look"):
-        value = getattr(args, flag)
-        if value is not None and value < (1 if flag in ("top", "look") else 0):
-            raise UsageError(f"--{flag} must be at least {1 if flag in ('top', 'look') else 0}, got {value}")
+    for flag in ("trials", "until", "top", "seed", "look"):
+        value, least = getattr(args, flag), 1 if flag in ("top", "look") else 0
+        if value is not None and value < least:
+            raise UsageError(f"--{flag} must be at least {least}, got {value}")
     if args.num_models is not None and args.num_models < 3:
         raise UsageError(f"--num-models must be at least 3, got {args.num_models}")
     if not 0 < args.prune_below < 1:
@@ -441,13 +445,17 @@ def run(args) -> int:
     enqueue(study, tries, space)
     references = gather_references(zoo)
     started = time.perf_counter()
-    if args.trials:
+    trials = args.trials
+    if args.until is not None:
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        trials = max(0, args.until - len(finished))
+    if trials:
         objective = Objective(cls, args.method, space, zoo, references, gate, args.prune_below, commit())
-        study.optimize(objective, n_trials=args.trials, show_progress_bar=not args.no_progress)
+        study.optimize(objective, n_trials=trials, show_progress_bar=not args.no_progress)
     results = scored_baselines(baselines, handlers, zoo, references, gate, out, session.context(zoo),
                                not args.no_progress)
     write_files(args.method, study, out, results)
-    print(f"{args.trials} trials added in {time.perf_counter() - started:.0f} s; study {name} holds "
+    print(f"{trials} trials added in {time.perf_counter() - started:.0f} s; study {name} holds "
           f"{len(study.trials)}; files in {out}")
     return 0
 

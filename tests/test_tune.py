@@ -39,7 +39,7 @@ def test_every_shipped_method_declares_a_space_whose_values_it_accepts():
     (["-m", "finetune", "--space", "lr=0:1:log"], "a log scale needs low > 0"),
     (["-m", "finetune", "--space", "lr=1:2:3"], "expected LOW:HIGH, LOW:HIGH:log or a|b|c"),
     (["-m", "finetune", "--try", "moment=0.5"], "--try 'moment=0.5': Finetune has no hyperparameter 'moment'"),
-    (["-m", "finetune", "--trials", "-1"], "--trials must be at least 0"),
+    (["-m", "finetune", "--until", "-1"], "--until must be at least 0"),
     (["-m", "finetune", "--profile", "huge"], "unknown profile 'huge'"),
     (["-m", "finetune", "--prune-below", "1.5"], "--prune-below is a share"),
 ])
@@ -101,10 +101,13 @@ def test_a_study_writes_its_files_a_rerun_adds_to_it_and_its_best_is_confirmed(t
     assert (out / "history.png").stat().st_size > 5000 and (out / "slices.png").stat().st_size > 5000
     assert "python main.py -m scales_head --set factor=" in (out / "tuning.md").read_text()
 
-    assert tune.main(common + ["--trials", "2", "--try", "factor=0.5", "--try", "factor=0.7,nan=false"]) == 0
+    assert tune.main(common + ["--trials", "1", "--try", "factor=0.5", "--try", "factor=0.7,nan=false"]) == 0
     trials = json.loads((out / "trials.json").read_text())["trials"]
-    assert len(trials) == 4 and [t["params"]["factor"] for t in trials].count(0.5) == 1  # not queued again
+    assert len(trials) == 3 and [t["params"]["factor"] for t in trials].count(0.5) == 1  # not queued again
     assert trials[2]["params"] == {"factor": 0.7, "nan": False}  # nan, outside the space, held for that trial
+    assert tune.main(common + ["--until", "4"]) == 0 and tune.main(common + ["--until", "4"]) == 0  # a fixed budget
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(trials) == 4
 
     assert tune.main(common + ["--confirm", "0"]) == 0
     board = json.loads((out / "confirm_seed0" / "leaderboard.json").read_text())
