@@ -1,7 +1,7 @@
 """Tune a registered method against the competition's score, with Optuna.
 
     python tune.py -m finetune --trials 12 --profile cpu --num-models 8 --seed 0     # a study, resumable
-    python tune.py -m finetune --confirm 3 --profile cpu --seed 0                    # its best, on split seed 3
+    python tune.py -m finetune --confirm 3 --profile cpu --num-models 8 --seed 0     # its best, on split seed 3
     python tune.py -m salun --space lr=1e-3:5e-2:log --space freeze=restore|gradients --trials 8
     python tune.py -m finetune --look 2 --try lr=0.01 --try lr=0.03                  # a minute's first look
 
@@ -72,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only run the defaults and each --try RUNS times and print their accuracies")
     p.add_argument("--confirm", type=int, metavar="SEED",
                    help="rerun the best trials and the defaults on split seed SEED at the profile's N, one run at a "
-                        "time, as a leaderboard with paired intervals")
+                        "time, as a leaderboard with paired intervals (the study is named by the other options)")
     p.add_argument("--top", type=int, default=1, help="with --confirm: how many of the best trials")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--num-models", type=int, help="N (default: the profile's)")
