@@ -27,10 +27,10 @@ from data import DataError, ImageData, SplitTensors, make_splits
 
 from . import metric
 from .comparison import CEILING
+from .competition_input import kit_description, write_competition_input
 from .distributed import World
 from .judge import References, judge, placed
 from .leaderboard import build, markdown_table, write_leaderboard
-from .competition_input import kit_description, write_competition_input
 from .profiles import Profile
 from .report import REPORT_VERSION, environment, reusable_result, rewrite_report, write_failure, write_result
 from .result import Result, SubmissionOrigin
@@ -116,7 +116,6 @@ class Session:
         (name, contestant), = self.methods.items()
         return evaluate_one(contestant, name, zoo, self.out, context, self.gate, zoo.progress, self.method_timeout,
                             self.ceiling, references, started)
-
 
     def write_competition_input(self, data: ImageData, groups, out_dir) -> pathlib.Path:
         """The Kaggle notebook's input folder for this profile and seed (``competition_input.py``)."""

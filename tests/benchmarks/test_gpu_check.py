@@ -86,7 +86,8 @@ def test_test_files_that_need_a_missing_package_are_left_out(monkeypatch):
     assert gpu_check.left_out_test_files() == {}  # this machine has every package the tests import
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nbformat" else real(name, *a))
     left_out = gpu_check.left_out_test_files()
-    assert {path.name: need for path, need in left_out.items()} == {"test_notebooks_run.py": "nbformat"}
+    assert {path.name: need for path, need in left_out.items()} == {"test_notebooks_run.py": "nbformat",
+                                                                     "test_submission.py": "nbformat"}
 
 
 @pytest.mark.parametrize("argv, message", [

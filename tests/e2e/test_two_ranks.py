@@ -35,7 +35,7 @@ def _both_ranks(rank: int, init_file: str, out_dir: str) -> None:
     def run_method(make, sandbox, run_seed):
         if make() == "a" and rank == 1:
             raise MemoryError("scoring ran out of memory")
-        return (f"{make()}:{run_seed}", 1.0, [{"ran on rank": rank}])  # the method's round_log
+        return runner.Run(f"{make()}:{run_seed}", 1.0, [{"ran on rank": rank}])  # the method's round_log
 
     runner.run_method = run_method
     seen["methods"] = {}
