@@ -49,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "tuples as a,b,c; none for an optional value; see --list)")
     p.add_argument("--profile", help=f"{' | '.join(PROFILES)} (default: quick on CPU, dev on GPU)")
     p.add_argument("--num-models", type=int, help="N: unlearning runs and retrained references (>= 3)")
+    p.add_argument("--originals", type=int, default=1, metavar="K",
+                   help="K originals trained with different seeds; run i starts from original i mod K (default 1, "
+                        "the competition's protocol; K = N also makes the 'original' row of a leaderboard vary)")
     p.add_argument("--seed", type=int, help="split seed: forget set, val/test halves, subsets (default: 0, or a "
                    "submission's kit file's)")
     p.add_argument("--dataset", default="cifar10", help="cifar10 | faces (the competition's CSV + images layout)")
@@ -129,6 +132,8 @@ def resolve_setting(args, profile_name: str | None = None):
         raise UsageError(f"--num-models must be at least 3 (the metric needs ln(N-1) >= 0.5), got {args.num_models}")
     if args.seed is not None and args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.originals < 1:
+        raise UsageError(f"--originals must be at least 1, got {args.originals}")
     if args.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {args.dataset!r}; choose {' or '.join(DATASETS)}")
     if not 0 < args.gate:
@@ -203,7 +208,8 @@ def competition_command(args) -> dict | pathlib.Path:
     if args.write_competition_input and args.score_submission:
         raise UsageError("--write-competition-input and --score-submission are two commands: pass one")
     mixed = [flag for flag, given in (("-m", args.method), ("--set", args.set), ("--resume", args.resume),
-                                      ("--workers", args.workers and args.workers > 1)) if given]
+                                      ("--workers", args.workers and args.workers > 1),
+                                      ("--originals", args.originals > 1)) if given]
     if mixed:
         raise UsageError(f"{' and '.join(mixed)} {'belongs' if len(mixed) == 1 else 'belong'} to a method's "
                          "evaluation, not to "
@@ -259,7 +265,7 @@ def run(args, argv: list[str]) -> dict:
     session = Session(methods, is_leaderboard(args), device, profile, pathlib.Path(args.out), pathlib.Path(args.store),
                       seed=args.seed or 0, gate=args.gate, progress=not args.no_progress, precision=args.precision,
                       remeasure_clock=args.remeasure_clock, method_timeout=args.method_timeout,
-                      ceiling=args.ceiling, resume=args.resume)
+                      ceiling=args.ceiling, resume=args.resume, originals=args.originals)
     try:
         data, groups = load_dataset_cached(args.dataset, args.data)
         world = init_world(device)

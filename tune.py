@@ -180,8 +180,8 @@ class Objective:
         except (TypeError, ValueError) as e:
             return self._pruned(trial, f"cannot be built with these values: {e}")
         make = functools.partial(build, self.cls, self.method, values)
-        sandbox = Sandbox(self.zoo.original()[0], self.zoo.tensors, self.zoo.profile.loader_batch_size)
-        floor = self.prune_below * self.references.original.retain_acc
+        sandbox = Sandbox(tuple(self.zoo.all_originals()), self.zoo.tensors, self.zoo.profile.loader_batch_size)
+        floor = self.prune_below * self.references.original_side.retain_acc
         scores, seconds = [], []
         for run_seed in range(self.zoo.profile.num_models):
             try:
@@ -329,7 +329,7 @@ def look(cls, method: str, configurations: list[dict], zoo, runs: int, out: path
     from evaluation.runner import Sandbox, run_method
     from methods.hyperparameters import build
 
-    sandbox = Sandbox(zoo.original()[0], zoo.tensors, zoo.profile.loader_batch_size)
+    sandbox = Sandbox(tuple(zoo.all_originals()), zoo.tensors, zoo.profile.loader_batch_size)
     rows = {}
     for values in configurations:
         label = ",".join([method, *(f"{k}={v}" for k, v in values.items())])

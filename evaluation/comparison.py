@@ -13,12 +13,13 @@ import functools
 
 import numpy as np
 
-from . import metric
-from .intervals import (ACCURACIES, Bootstrap, Interval, SharedShift, SideScores, difference_interval, ratio_interval,
-                        score_intervals)
-from .result import Ceiling, Result, Side
+from . import klom, metric
+from .intervals import (ACCURACIES, Bootstrap, Interval, SharedShift, SideScores, difference_interval,
+                        percentile_interval, ratio_interval, score_intervals)
+from .result import Agreement, Ceiling, Klom, KlomSet, Result, Side
 
 CEILING = "retrain"  # the leaderboard row that scores retraining as a method
+NO_UNLEARNING = "original"  # the leaderboard row that scores the original models as a method
 
 
 @functools.lru_cache(maxsize=4)
@@ -66,12 +67,58 @@ def _check_comparable(a: Result, b: Result) -> None:
         raise ValueError(f"{a.method} and {b.method} were not scored against the same references and forget set")
 
 
+def klom_of(unlearned: list, retrained: list) -> Klom:
+    """KLOM of the unlearned models' margins against the references' on each set, with each
+    set's statistics and their intervals over examples (``scoring.ModelScores`` in)."""
+    sets = {}
+    for name in klom.SETS:
+        values = klom.per_example_klom(np.stack([s.confs(name) for s in unlearned]),
+                                       np.stack([s.confs(name) for s in retrained]))
+        reps = klom.resampled(values, name)
+        sets[name] = KlomSet(values, {stat: percentile_interval(float(klom.statistic(values, stat)), reps[stat])
+                                      for stat in klom.STATISTICS})
+    return Klom(sets)
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman's correlation (ties at their mean rank); NaN where either side is constant."""
+    ranks = [_ranks(np.asarray(x, dtype=np.float64)) for x in (a, b)]
+    if len(ranks[0]) < 2 or min(float(np.std(r)) for r in ranks) == 0:
+        return float("nan")
+    return float(np.corrcoef(*ranks)[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
+
+
+def agreement(result: Result, ceiling: Result) -> Agreement:
+    """F's and KLOM's verdicts on each forget example of ``result``, KLOM's threshold taken from
+    the ``retrain`` row (``ceiling``): what retraining itself reaches on 95% of the examples."""
+    eps, values = result.epsilons, result.klom.sets["forget"].values
+    threshold = float(np.quantile(ceiling.klom.sets["forget"].values, 0.95))
+    by_f, by_klom = eps < metric.BUCKET_WIDTH, values <= threshold
+    return Agreement(rank_correlation(eps, values), threshold, int((by_f & by_klom).sum()),
+                     int((by_f & ~by_klom).sum()), int((~by_f & by_klom).sum()), int((~by_f & ~by_klom).sum()))
+
+
 def versus_ceiling(result: Result, ceiling: Result, replicates: dict | None = None) -> Ceiling:
     """``result`` placed against ``ceiling`` (retraining scored as a method) on the same references;
-    ``replicates`` (``replicates_of``) when the caller already has them."""
+    ``replicates`` (``replicates_of``) when the caller already has them. KLOM's 95th percentiles
+    are compared example draw by example draw (both rows resample the same examples)."""
     _check_comparable(result, ceiling)
     replicates = replicates or replicates_of([result, ceiling])
     reps, ceiling_reps = replicates[result.method], replicates[ceiling.method]
+    differences = together = None
+    if result.klom is not None and ceiling.klom is not None:
+        differences = {}
+        for name in klom.SETS:
+            mine, theirs = result.klom.sets[name], ceiling.klom.sets[name]
+            differences[name] = difference_interval(mine.statistics["p95"].value, theirs.statistics["p95"].value,
+                                                    klom.resampled(mine.values, name)["p95"],
+                                                    klom.resampled(theirs.values, name)["p95"])
+        together = agreement(result, ceiling)
     return Ceiling(
         method=ceiling.method,
         forget_quality=ceiling.intervals["forget_quality"],
@@ -79,6 +126,8 @@ def versus_ceiling(result: Result, ceiling: Result, replicates: dict | None = No
                                                  reps.forget_quality, ceiling_reps.forget_quality),
         forget_quality_difference=difference_interval(result.forget_quality, ceiling.forget_quality,
                                                       reps.forget_quality, ceiling_reps.forget_quality),
+        klom_difference=differences,
+        agreement=together,
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metric, shared_shift
-from .comparison import intervals_of, versus_ceiling
+from .comparison import intervals_of, klom_of, versus_ceiling
 from .mia import simple_mia
 from .result import Mia, Result, Side, SubmissionOrigin, Timing, final_score_of, forget_quality_of
 from .scoring import ModelScores
@@ -30,14 +30,19 @@ CLOCK_FIELDS = ("machine", "images_per_second", "timed_steps", "version", "batch
 
 @dataclass(frozen=True)
 class References:
-    """What every method of an evaluation is judged against: the original model's and the N
-    retrained models' scores, and the gate's yardstick (one retraining the starter kit's way)."""
+    """What every method of an evaluation is judged against: the original models' (one, or K
+    with ``--originals K``) and the N retrained models' scores, and the gate's yardstick (one
+    retraining the starter kit's way)."""
 
-    original: ModelScores
-    original_seconds: float  # its training time
+    originals: list  # ModelScores, original k at position k
+    original_seconds: float  # their mean training time
     retrained: list  # ModelScores, one per reference
     retrain_clock: dict  # retrain_clock.stored_clock(): its "seconds" divide every method's time
     phase_seconds: dict = field(default_factory=dict)  # wall seconds spent getting each, in order
+
+    @property
+    def original_side(self) -> Side:
+        return Side.of(self.originals)
 
 
 def judge(method: str, unlearned: list[ModelScores], unlearn_seconds, references: References, gate: float, *,
@@ -61,7 +66,7 @@ def judge(method: str, unlearned: list[ModelScores], unlearn_seconds, references
     final = final_score_of(forget_quality, method_side, reference_side)
     shift = shared_shift.measure(unlearned_confs, retrained_confs, epsilons=eps)
     intervals = intervals_of(method, eps, n_models, method_side, reference_side, forget_quality, final, shift)
-    mia = _mia(unlearned, references.retrained, references.original)
+    mia = _mia(unlearned, references.retrained, references.originals)
     clock = references.retrain_clock
     phases = None
     if runs_wall_seconds is not None:
@@ -71,10 +76,11 @@ def judge(method: str, unlearned: list[ModelScores], unlearn_seconds, references
                     None if reference_seconds is None else tuple(reference_seconds), timing_note)
     logs = list(round_logs or [])
     return Result(method=method, epsilons=eps, unlearned=method_side, retrained=reference_side,
-                  original=Side.of([references.original]), original_seconds=references.original_seconds, mia=mia,
+                  original=references.original_side, original_seconds=references.original_seconds, mia=mia,
                   timing=timing, shared_shift=shift, intervals=intervals,
                   hyperparameters=dict(hyperparameters or {}),
-                  round_log=logs if any(log is not None for log in logs) else None, submission=submission)
+                  round_log=logs if any(log is not None for log in logs) else None, submission=submission,
+                  klom=klom_of(unlearned, references.retrained))
 
 
 def placed(result: Result, ceiling: Result) -> Result:
@@ -82,16 +88,16 @@ def placed(result: Result, ceiling: Result) -> Result:
     return dataclasses.replace(result, ceiling=versus_ceiling(result, ceiling))
 
 
-def _mia(unlearned: list[ModelScores], retrained: list[ModelScores], original: ModelScores) -> Mia:
+def _mia(unlearned: list[ModelScores], retrained: list[ModelScores], originals: list[ModelScores]) -> Mia:
     """The attack's mean accuracy per kind of model; NaN with a note where the forget set is
     too small for its cross-validation (a side view must not lose the evaluation)."""
-    scores = [*unlearned, *retrained, original]
+    scores = [*unlearned, *retrained, *originals]
     forget_size, test_size = (min(getattr(s, side).size for s in scores) for side in ("forget_losses", "test_losses"))
     if min(forget_size, test_size) < MIA_SPLITS:
         note = (f"not measured: the attack's {MIA_SPLITS} splits need at least {MIA_SPLITS} examples on each side; "
                 f"forget has {forget_size}, test {test_size}")
         return Mia(math.nan, math.nan, math.nan, note)
-    return Mia(_mean_mia(unlearned), _mean_mia(retrained), _mean_mia([original]))
+    return Mia(_mean_mia(unlearned), _mean_mia(retrained), _mean_mia(originals))
 
 
 def _mean_mia(scores: list[ModelScores]) -> float:

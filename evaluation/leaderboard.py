@@ -7,7 +7,8 @@ import math
 import pathlib
 from dataclasses import asdict, dataclass, field
 
-from .comparison import CEILING, difference, paired_differences, replicates_of, versus_ceiling
+from .comparison import (CEILING, NO_UNLEARNING, difference, paired_differences, rank_correlation, replicates_of,
+                         versus_ceiling)
 from .intervals import CONFIDENCE, RESAMPLES, Interval
 from .files import write_atomically
 from .report import json_text
@@ -35,11 +36,13 @@ class Row:
     intervals: dict = field(default_factory=dict)  # score -> Interval (F, final score, accuracies)
     normalised_forget_quality: Interval | None = None  # F / F_retrain, paired
     versus_baseline: Interval | None = None  # final score minus the baseline's, paired
+    klom: Interval | None = None  # forget KLOM's 95th percentile (lower: closer to retraining)
+    klom_versus_ceiling: Interval | None = None  # that minus the retrain row's, paired
     hyperparameters: dict = field(default_factory=dict)  # the values the method ran with
 
     @classmethod
     def from_result(cls, result: Result, normalised: Interval | None = None,
-                    versus_baseline: Interval | None = None) -> "Row":
+                    versus_baseline: Interval | None = None, klom_versus_ceiling: Interval | None = None) -> "Row":
         u, t = result.unlearned, result.timing
         return cls(
             method=result.method,
@@ -57,6 +60,8 @@ class Row:
             intervals=dict(result.intervals),
             normalised_forget_quality=normalised,
             versus_baseline=versus_baseline,
+            klom=None if result.klom is None else result.klom.sets["forget"].statistics["p95"],
+            klom_versus_ceiling=klom_versus_ceiling,
         )
 
     @classmethod
@@ -70,6 +75,7 @@ class Leaderboard:
     pairs: list[dict]  # comparison.paired_differences of the rows that ran
     baseline: str | None  # the row every other is compared with ("vs finetune"), if it ran
     ceiling: str | None  # the retraining row, if it ran
+    orders_agree: float | None = None  # rank correlation of the methods ordered by F and by forget KLOM
 
 
 def build(results: list[Result], failures: dict[str, str] | None = None,
@@ -82,16 +88,22 @@ def build(results: list[Result], failures: dict[str, str] | None = None,
     ceiling_result = by_name.get(ceiling)
     rows = []
     for result in results:
-        normalised = None
+        normalised = klom_versus = None
         if ceiling_result is not None:
-            normalised = versus_ceiling(result, ceiling_result, replicates).normalised_forget_quality
+            placed = versus_ceiling(result, ceiling_result, replicates)
+            normalised = placed.normalised_forget_quality
+            klom_versus = None if placed.klom_difference is None else placed.klom_difference["forget"]
         versus = None
         if baseline in by_name and result.method != baseline:
             versus = difference(pairs, result.method, baseline)
-        rows.append(Row.from_result(result, normalised, versus))
+        rows.append(Row.from_result(result, normalised, versus, klom_versus))
+    with_klom = [r for r in rows if r.klom is not None and r.method not in (ceiling, NO_UNLEARNING)]
+    # the methods' orders, the scale's two ends left out; F higher is better, KLOM lower
+    # is: agreeing orders correlate positively
+    orders_agree = rank_correlation([r.forget_quality for r in with_klom], [-r.klom.value for r in with_klom])
     rows += [Row.failed(name, reason) for name, reason in (failures or {}).items()]
     return Leaderboard(rows, pairs, baseline if baseline in by_name else None,
-                       ceiling if ceiling_result is not None else None)
+                       ceiling if ceiling_result is not None else None, orders_agree)
 
 
 def ranked(rows: list[Row]) -> list[Row]:
@@ -123,6 +135,11 @@ def _columns(board: Leaderboard):
         ("retain acc", lambda r: _cell(r.intervals.get("retain_acc"))),
         ("test acc", lambda r: _cell(r.intervals.get("test_acc"))),
         ("forget acc", lambda r: _cell(r.intervals.get("forget_acc"))),
+        ("KLOM p95", lambda r: _cell(r.klom, spec=".2f")),
+    ]
+    if board.ceiling:
+        columns.append((f"KLOM - {board.ceiling}", lambda r: _cell(r.klom_versus_ceiling, 0.0, "+.2f")))
+    columns += [
         ("MIA", lambda r: f"{r.mia:.3f}"),
         ("s per run", lambda r: f"{r.unlearn_seconds:.1f}"),
         ("time ratio", lambda r: f"{r.time_ratio:.3f}"),
@@ -169,6 +186,13 @@ def explanation(board: Leaderboard, context: dict) -> str:
     if board.baseline:
         lines.append(f"final - {board.baseline}: the paired difference in final score; bold when its interval "
                      f"excludes 0, which is what \"better than {board.baseline} at 95%\" means.")
+    if any(r.klom is not None for r in board.rows):
+        lines.append("KLOM p95: the 95th percentile over forget examples of the KL divergence of the unlearned models' "
+                     "margins from the references' (README, \"KLOM\"): 0 for identical distributions, 11.5 for "
+                     "disjoint ones; its interval resamples examples, not models."
+                     + (f" KLOM - {board.ceiling}: paired, bold when it excludes 0." if board.ceiling else "")
+                     + (f" The methods' orders by F and by forget KLOM correlate at {board.orders_agree:.2f} "
+                        "(Spearman)." if board.orders_agree is not None and not math.isnan(board.orders_agree) else ""))
     retrain = next((r.retrain_seconds for r in board.rows if r.status == "ok"), None)
     if retrain is not None:
         lines.append(f"time ratio: seconds per run / {retrain:.1f} s, one retraining from scratch the starter kit's "
@@ -188,7 +212,8 @@ def write_leaderboard(board: Leaderboard, out_dir, context: dict) -> pathlib.Pat
                  "column's at 95% (paired), ``<``: lower, ``~``: not separated.\n\n" + pairwise_table(board) + "\n")
     write_atomically(out / "leaderboard.md", text)
     payload = {"rows": [asdict(r) for r in ranked(board.rows)], "pairs": board.pairs, "baseline": board.baseline,
-               "ceiling": board.ceiling, "intervals": {"confidence": CONFIDENCE, "resamples": RESAMPLES}} | context
+               "ceiling": board.ceiling, "orders_agree_f_klom": board.orders_agree,
+               "intervals": {"confidence": CONFIDENCE, "resamples": RESAMPLES}} | context
     write_atomically(out / "leaderboard.json", json_text(payload))
     plot_leaderboard(board, out / "leaderboard.png", context.get("gate", GATE))
     return out / "leaderboard.md"

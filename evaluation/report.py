@@ -25,9 +25,9 @@ from .result import Result, SubmissionOrigin
 
 # Bump when reports gain fields a leaderboard needs: an older report is then run again, not reused
 # (the references' scores are cached, so only the method's runs are redone).
-REPORT_VERSION = 3  # 2: intervals and the ceiling; 3: written from the typed result, no migration
+REPORT_VERSION = 4  # 2: intervals and the ceiling; 3: written from the typed result, no migration; 4: KLOM
 # What a reused report must share with this run to stand in for it.
-RESUME_KEYS = ("report_version", "profile", "seed", "run_seeds", "gate", "sizes")
+RESUME_KEYS = ("report_version", "profile", "seed", "run_seeds", "originals", "gate", "sizes")
 
 
 def environment(device) -> dict:
@@ -61,8 +61,9 @@ def environment(device) -> dict:
     return info
 
 
-# What grows with N x forget examples, kept in report.npz as "side.key".
-ARRAY_FIELDS = (("unlearned", "forget_confs"), ("retrained", "forget_confs"))
+# What grows with N x forget examples (or with a set's examples), kept in report.npz as "side.key".
+ARRAY_FIELDS = (("unlearned", "forget_confs"), ("retrained", "forget_confs"), ("klom", "forget_values"),
+                ("klom", "retain_values"), ("klom", "test_values"))
 ARRAYS_FILE = "report.npz"
 # What a successful evaluation writes beside report.json (a failure removes them).
 RESULT_FILES = ("report.png", ARRAYS_FILE, "splits.json")
@@ -90,7 +91,7 @@ def write_report(result: Result, out_dir, context: dict) -> pathlib.Path:
     out.mkdir(parents=True, exist_ok=True)
     report = result.to_json() | context
     arrays = {f"{side}.{key}": np.asarray(report[side].pop(key), dtype=np.float64)
-              for side, key in ARRAY_FIELDS if key in report[side]}
+              for side, key in ARRAY_FIELDS if key in (report.get(side) or {})}
     write_atomically(out / ARRAYS_FILE, lambda f: np.savez_compressed(f, **arrays))
     report["arrays"] = {"file": ARRAYS_FILE, "keys": sorted(arrays)}
     path = out / "report.json"
@@ -209,6 +210,8 @@ def summary_table(result: Result) -> str:
     lines.append(f"{'MIA accuracy':18s}{mia.unlearned:{width}.4f}{mia.retrained:{width}.4f}{mia.original:11.4f}")
     if mia.note:
         lines.append(f"{'':18s}MIA {mia.note}")
+    if result.klom is not None:
+        lines += ["", *klom_lines(result)]
     if t.unlearn_seconds is None:
         time_line = f"{'time':18s}{t.note} (no gate verdict)"
     else:
@@ -225,6 +228,22 @@ def summary_table(result: Result) -> str:
     if logged:
         lines.append(logged)
     return "\n".join(lines)
+
+
+def klom_lines(result: Result) -> list[str]:
+    """KLOM's 95th percentiles per set, against the ceiling's where it is known, and where
+    KLOM's verdict and F's meet on the forget examples."""
+    sets = result.klom.sets
+    lines = [f"{'KLOM p95':18s}" + "   ".join(f"{name} {sets[name].statistics['p95']:.3f}" for name in sets)]
+    c = result.ceiling
+    if c is not None and c.klom_difference is not None:
+        lines.append(f"{'KLOM - ' + c.method:18s}" + "   ".join(
+            f"{name} {c.klom_difference[name]:+.3f}" for name in c.klom_difference))
+        a = c.agreement
+        lines.append(f"{'KLOM and F':18s}rank correlation {a.rank_correlation:.2f} over forget examples; "
+                     f"indistinguishable by both {a.both}, by F only {a.f_only}, by KLOM only {a.klom_only}, "
+                     f"by neither {a.neither}")
+    return lines
 
 
 def submission_lines(origin: SubmissionOrigin) -> list[str]:
@@ -257,7 +276,8 @@ def round_log_line(logs: list | None) -> str | None:
 
 
 def plot_report(result: Result, path, n_examples: int = 4) -> None:
-    """Histogram of per-example epsilons, and unlearned vs retrained confidences of a few examples."""
+    """Histogram of per-example epsilons, unlearned vs retrained confidences of a few examples,
+    and each forget example's KLOM against its epsilon (the two audits side by side)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,7 +289,8 @@ def plot_report(result: Result, path, n_examples: int = 4) -> None:
     order = np.argsort(eps, kind="stable")
     picks = order[np.linspace(0, len(order) - 1, min(n_examples, len(order))).astype(int)]
 
-    fig, axes = plt.subplots(1, 1 + len(picks), figsize=(4 * (1 + len(picks)), 3.2))
+    panels = 1 + len(picks) + (result.klom is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.2))
     axes = np.atleast_1d(axes)
     cap = result.metric_info["max_measurable_epsilon"]
     axes[0].hist(np.minimum(eps, cap + 0.5), bins=np.arange(0, cap + 1.01, 0.5), color="tab:purple")
@@ -281,6 +302,16 @@ def plot_report(result: Result, path, n_examples: int = 4) -> None:
         ax.hist(u[:, i], bins=bins, alpha=0.6, label="unlearned", color="tab:orange")
         ax.set(title=f"forget example {i}: eps = {eps[i]:.2f}", xlabel="logit-scaled confidence")
         ax.legend(fontsize=7)
+    if result.klom is not None:
+        ax = axes[-1]
+        ax.scatter(eps, result.klom.sets["forget"].values, s=6, alpha=0.5, color="tab:green")
+        ax.axvline(0.5, color="grey", lw=0.8, ls="--")  # F: bucket 0 below
+        agreement = result.ceiling.agreement if result.ceiling is not None else None
+        title = "forget examples"
+        if agreement is not None:
+            ax.axhline(agreement.klom_threshold, color="grey", lw=0.8, ls=":")  # KLOM: retrain's 95th percentile
+            title += f": rank corr. {agreement.rank_correlation:.2f}"
+        ax.set(title=title, xlabel="epsilon", ylabel="KLOM")
     fig.tight_layout()
     write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)

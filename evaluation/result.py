@@ -174,6 +174,56 @@ class Mia:
         return cls(number(d["unlearned"]), number(d["retrained"]), number(d["original"]), d.get("note"))
 
 
+@dataclass(frozen=True, eq=False)
+class KlomSet:
+    """KLOM on one set (``klom.py``): each example's value, and the set's 95th percentile,
+    median and mean with their intervals over examples."""
+
+    values: np.ndarray  # float64, one per example
+    statistics: dict  # "p95", "median", "mean" -> Interval
+
+    def to_json(self) -> dict:
+        return {name: interval.to_json() for name, interval in self.statistics.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Klom:
+    """KLOM of the unlearned models against the references on the forget, retain and test sets."""
+
+    sets: dict  # "forget", "retain", "test" -> KlomSet
+
+    def to_json(self) -> dict:
+        return ({name: s.to_json() for name, s in self.sets.items()}
+                | {f"{name}_values": s.values.tolist() for name, s in self.sets.items()})
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Klom":
+        names = [k for k in d if not k.endswith("_values")]
+        return cls({name: KlomSet(np.asarray(d[f"{name}_values"], dtype=np.float64),
+                                  {stat: Interval.from_json(v) for stat, v in d[name].items()}) for name in names})
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Where F's per-example verdict and KLOM's meet on the forget set: their rank correlation,
+    and how many examples each calls indistinguishable from retraining (F: epsilon in bucket 0,
+    below 0.5; KLOM: at most the ``retrain`` row's 95th percentile, ``klom_threshold``)."""
+
+    rank_correlation: float  # Spearman, epsilon against KLOM over the forget examples
+    klom_threshold: float
+    both: int  # indistinguishable by both
+    f_only: int  # by F, not by KLOM
+    klom_only: int
+    neither: int
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Agreement":
+        return cls(**d)
+
+
 @dataclass(frozen=True)
 class Ceiling:
     """A result placed against retraining scored as a method on the same references."""
@@ -182,16 +232,26 @@ class Ceiling:
     forget_quality: Interval  # the ceiling's own F
     normalised_forget_quality: Interval  # F / F_ceiling, paired
     forget_quality_difference: Interval  # F - F_ceiling, paired
+    klom_difference: dict | None = None  # set -> its KLOM 95th percentile minus the ceiling's, paired
+    agreement: Agreement | None = None  # F's and KLOM's verdicts on the forget examples
 
     def to_json(self) -> dict:
-        return {"method": self.method, "forget_quality": self.forget_quality.to_json(),
-                "normalised_forget_quality": self.normalised_forget_quality.to_json(),
-                "forget_quality_difference": self.forget_quality_difference.to_json()}
+        out = {"method": self.method, "forget_quality": self.forget_quality.to_json(),
+               "normalised_forget_quality": self.normalised_forget_quality.to_json(),
+               "forget_quality_difference": self.forget_quality_difference.to_json()}
+        if self.klom_difference is not None:
+            out["klom_p95_difference"] = {k: v.to_json() for k, v in self.klom_difference.items()}
+        if self.agreement is not None:
+            out["agreement"] = self.agreement.to_json()
+        return out
 
     @classmethod
     def from_json(cls, d: dict) -> "Ceiling":
+        klom = d.get("klom_p95_difference")
         return cls(d["method"], *(Interval.from_json(d[k]) for k in ("forget_quality", "normalised_forget_quality",
-                                                                     "forget_quality_difference")))
+                                                                     "forget_quality_difference")),
+                   None if klom is None else {k: Interval.from_json(v) for k, v in klom.items()},
+                   None if d.get("agreement") is None else Agreement.from_json(d["agreement"]))
 
 
 def forget_quality_of(epsilons: np.ndarray, num_models: int) -> float:
@@ -222,6 +282,7 @@ class Result:
     hyperparameters: dict = field(default_factory=dict)  # the values the method ran with
     round_log: list | None = None  # per run, the method's own round_log where it keeps one
     submission: SubmissionOrigin | None = None  # a scored Kaggle submission's origin and recorded time
+    klom: Klom | None = None  # the second audit, on the same models
 
     @property
     def num_models(self) -> int:
@@ -259,6 +320,7 @@ class Result:
             "ceiling": None if self.ceiling is None else self.ceiling.to_json(),
             "hyperparameters": dict(self.hyperparameters),
             "round_log": self.round_log,
+            "klom": None if self.klom is None else self.klom.to_json(),
         } | ({} if self.submission is None else {"submission": self.submission.to_json()})
 
     @classmethod
@@ -280,4 +342,5 @@ class Result:
             hyperparameters=dict(report.get("hyperparameters") or {}),
             round_log=report.get("round_log"),
             submission=None if report.get("submission") is None else SubmissionOrigin.from_json(report["submission"]),
+            klom=None if report.get("klom") is None else Klom.from_json(report["klom"]),
         )

@@ -1,4 +1,5 @@
-"""A method's N runs, sandboxed: each from a fresh copy of the original model, with loaders
+"""A method's N runs, sandboxed: each from a fresh copy of an original model (run i of original
+i mod K, ``--originals K``; one original, K = 1, is the competition's protocol), with loaders
 shuffled by the run's seed and the global RNGs seeded with it, under a time limit, its
 weights checked afterwards and its model scored (``scoring.score_model``).
 
@@ -77,10 +78,13 @@ def weights_are_finite(model: torch.nn.Module) -> bool:
 class Sandbox:
     """What every run starts from."""
 
-    original: torch.nn.Module  # copied for each run, never changed
+    originals: tuple  # run i copies original i mod K (K = 1: the competition's protocol); never changed
     tensors: SplitTensors  # the splits on the evaluation's device
     batch_size: int  # the loaders'
     time_limit_s: float | None = None  # one run's, in seconds
+
+    def original_for(self, run_seed: int) -> torch.nn.Module:
+        return self.originals[run_seed % len(self.originals)]
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ def unlearned_model(net: torch.nn.Module, returned) -> torch.nn.Module:
 def run_method(make_method: Callable, sandbox: Sandbox, run_seed: int) -> Run:
     """One unlearning run from the original model. The method's log travels back with the
     scores, as the method instance stays in this process."""
-    net = copy.deepcopy(sandbox.original)
+    net = copy.deepcopy(sandbox.original_for(run_seed))
     seed_everything(run_seed)
     retain_loader, forget_loader, val_loader = method_loaders(sandbox.tensors, sandbox.batch_size, run_seed)
     method = make_method()

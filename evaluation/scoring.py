@@ -1,6 +1,6 @@
 """What the score needs of a model, from its float32 logits over the splits
-(``training.inference``): accuracies, and per-example confidences and losses on forget
-and test.
+(``training.inference``): accuracies, per-example confidences (the margins KLOM reads, on
+every split) and losses on forget and test.
 
 References and unlearned models go through the same inference path
 (``predict_logits_sets``), so the metric never compares numbers computed two ways.
@@ -37,6 +37,12 @@ class ModelScores:
     forget_confs: np.ndarray
     forget_losses: np.ndarray
     test_losses: np.ndarray
+    retain_confs: np.ndarray
+    test_confs: np.ndarray
+
+    def confs(self, split: str) -> np.ndarray:
+        """The per-example confidences (margins) on ``split``: forget, retain or test."""
+        return getattr(self, f"{split}_confs")
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
@@ -58,6 +64,8 @@ def scores_from_logits(logits: dict[str, torch.Tensor], tensors) -> ModelScores:
         forget_confs=metric.logit_scaled_confidence(logits["forget"], forget_y),
         forget_losses=per_example_losses(logits["forget"], forget_y),
         test_losses=per_example_losses(logits["test"], test_y),
+        retain_confs=metric.logit_scaled_confidence(logits["retain"], tensors.retain[1]),
+        test_confs=metric.logit_scaled_confidence(logits["test"], test_y),
     )
 
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from data import DataError, ImageData, SplitTensors, make_splits
 
 from . import metric
-from .comparison import CEILING
+from .comparison import CEILING, NO_UNLEARNING
 from .competition_input import kit_description, write_competition_input
 from .distributed import World
 from .judge import References, judge, placed
@@ -73,6 +73,7 @@ class Session:
     method_timeout: float | None = None
     ceiling: bool = False  # -m NAME: train the N extra references the ceiling needs
     resume: bool = False
+    originals: int = 1  # K originals of different seeds; run i starts from original i mod K
 
     def zoo(self, data: ImageData, groups, world: World) -> Zoo:
         """The split seed's models and tensors on this process's device (trained on first use)."""
@@ -83,7 +84,7 @@ class Session:
         except ValueError as e:
             raise DataError(str(e)) from None
         return Zoo(data, splits, self.profile, SplitTensors.build(data, splits, device), CheckpointStore(self.store),
-                   self.progress and world.is_main, world=world, precision=self.precision)
+                   self.progress and world.is_main, world=world, precision=self.precision, originals=self.originals)
 
     def context(self, zoo: Zoo) -> dict:
         """What every report of this command records besides its result."""
@@ -92,6 +93,7 @@ class Session:
             "profile": self.profile.to_json(),
             "seed": self.seed,
             "run_seeds": list(range(self.profile.num_models)),
+            "originals": self.originals,  # K: run i starts from original i mod K
             "gate": self.gate,
             "data": {"source": zoo.data.source, "fingerprint": zoo.data.fingerprint(), "splits_file": "splits.json"},
             "sizes": {name: int(getattr(zoo.splits, name).size) for name in ("forget", "retain", "val", "test")},
@@ -159,13 +161,14 @@ def gather_references(zoo: Zoo, remeasure_clock: bool = False) -> References:
     metric.max_measurable_epsilon(n_models)  # fails early, with the metric's message, for N < 3
     phases = {}
     with _timed(phases, "original"):
-        original, original_record = zoo.original_scores()
+        originals = [zoo.original_scores(k) for k in range(zoo.originals)]
     with _timed(phases, "references"):
         retrained, _ = zoo.reference_scores(range(n_models))
     with _timed(phases, "retrain_clock"):
         clock = stored_clock(zoo.store, zoo.data, zoo.splits, zoo.profile, zoo.device, zoo.world, zoo.progress,
                              remeasure_clock)
-    return References(original, original_record["train_seconds"], retrained, clock, phases)
+    seconds = float(sum(record["train_seconds"] for _, record in originals) / len(originals))
+    return References([scores for scores, _ in originals], seconds, retrained, clock, phases)
 
 
 @contextlib.contextmanager
@@ -178,7 +181,7 @@ def _timed(into: dict, name: str):
 def evaluate_method(contestant: Contestant, name: str, zoo: Zoo, references: References, gate: float,
                     progress: bool, time_limit_s: float | None = None) -> Result:
     """Stages 2 and 3 for one method: its N runs, then the judge. A failed run raises MethodFailed."""
-    sandbox = Sandbox(zoo.original()[0], zoo.tensors, zoo.profile.loader_batch_size, time_limit_s)
+    sandbox = Sandbox(tuple(zoo.all_originals()), zoo.tensors, zoo.profile.loader_batch_size, time_limit_s)
     runs = run_all(contestant.make, name, sandbox, zoo.profile.num_models, zoo.world, progress)
     if runs.returned_models and zoo.world.is_main:
         print(f"note: {name}'s {RETURNED_MODEL_NOTE}", file=sys.stderr)
@@ -198,6 +201,15 @@ def score_retraining(zoo: Zoo, references: References, gate: float, train: bool 
     scores, engine_seconds = zoo.reference_scores(range(n_models, 2 * n_models))
     return judge(CEILING, scores, [references.retrain_clock["seconds"]] * n_models, references, gate,
                  reference_seconds=engine_seconds)
+
+
+def score_originals(zoo: Zoo, references: References, gate: float) -> Result:
+    """No unlearning scored as if it were a method (the ``original`` row): run i's model is original
+    i mod K, untouched, at no cost. It is the far end of the scale at K = N (``--originals N``),
+    where the N models vary as retrained ones do; with fewer originals the same models repeat."""
+    n_models = zoo.profile.num_models
+    scores = [references.originals[i % len(references.originals)] for i in range(n_models)]
+    return judge(NO_UNLEARNING, scores, [0.0] * n_models, references, gate)
 
 
 def evaluate_one(contestant: Contestant, name: str, zoo: Zoo, out: pathlib.Path, context: dict, gate: float,
@@ -227,11 +239,14 @@ def run_leaderboard(methods: dict[str, Contestant], zoo: Zoo, out: pathlib.Path,
                     references: References | None = None) -> dict:
     """Every method against the same cached references; a failing method gets a failed row.
     The first row scores retraining as a method: the ceiling every method's report is placed
-    against. With ``resume``, a method whose report in ``out`` matches this run is not run again.
+    against; the second scores the originals (no unlearning), the scale's other end. With
+    ``resume``, a method whose report in ``out`` matches this run is not run again.
     """
     references = references or gather_references(zoo)
     results, failures, ceiling = [], {}, None
-    for name, contestant in [(CEILING, None)] + list(methods.items()):
+    built_in = {CEILING: lambda: score_retraining(zoo, references, gate),
+                NO_UNLEARNING: lambda: score_originals(zoo, references, gate)}
+    for name, contestant in [(CEILING, None), (NO_UNLEARNING, None)] + list(methods.items()):
         started = time.perf_counter()
         # Rank 0 decides, for every rank: ranks comparing their own devices would split.
         # A method's report is reused only if it ran with the values it would run with now:
@@ -247,12 +262,12 @@ def run_leaderboard(methods: dict[str, Contestant], zoo: Zoo, out: pathlib.Path,
             ceiling = saved if name == CEILING else ceiling
             continue
         try:
-            if contestant is None:
-                result = ceiling = score_retraining(zoo, references, gate)
-            else:
-                result = evaluate_method(contestant, name, zoo, references, gate, progress, time_limit_s)
-                if ceiling is not None:
-                    result = placed(result, ceiling)
+            result = built_in[name]() if contestant is None else evaluate_method(contestant, name, zoo, references,
+                                                                                 gate, progress, time_limit_s)
+            if name == CEILING:
+                ceiling = result
+            elif ceiling is not None:
+                result = placed(result, ceiling)
         except Exception as e:  # noqa: BLE001 - a broken method must not stop the others
             reason = str(e) if isinstance(e, MethodFailed) else f"{type(e).__name__}: {e}"
             if zoo.world.is_main:

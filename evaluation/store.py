@@ -114,6 +114,10 @@ class CheckpointStore:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             return None
 
+    def has_arrays_like(self, prefix: str) -> bool:
+        """Whether arrays whose name starts with ``prefix`` were saved."""
+        return any((self.root / "arrays").glob(f"{prefix}*.npz"))
+
     def save_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         path = self.root / "arrays" / f"{name}.npz"
         path.parent.mkdir(exist_ok=True)

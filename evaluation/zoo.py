@@ -27,8 +27,11 @@ from .scoring import ModelScores, score_states
 from .store import KEY_VERSION, CheckpointStore, CorruptCheckpoint, config_key
 
 ORIGINAL_SEED_OFFSET = 0
-RETRAINED_SEED_OFFSET = 1000
-SCORING_VERSION = 1  # bump when the scores' inference path changes: every stored score is recomputed
+RETRAINED_SEED_OFFSET = 1000  # reference i's model seed: 1000 + i
+ORIGINALS_SEED_STEP = 100_000  # original k > 0 (--originals): split seed + 100,000 k, never a reference's seed
+# Bump when the scores' inference path or content changes: every stored score is recomputed
+# from its stored model (2: the retain and test margins KLOM reads).
+SCORING_VERSION = 2
 CUDA_GROUP_SIZE = 16  # references trained together on a GPU (benchmarks/RESULTS.md); one at a time on CPU
 
 
@@ -43,10 +46,12 @@ class Zoo:
     group_size: int | None = None  # references trained together (default: CUDA_GROUP_SIZE on CUDA, 1 on CPU)
     precision: str | None = None  # the engine's arithmetic (precision.py; default: chosen from the device)
     world: World = World()  # under torchrun: this process's rank and the number of ranks
+    originals: int = 1  # K originals trained with different seeds (--originals); run i starts from i mod K
     # What a zoo holds in memory, never copied by dataclasses.replace: a replaced zoo starts as
     # a new process would, loading from the store.
-    _original: tuple | None = field(default=None, init=False, repr=False)  # every run copies it
+    _originals: dict = field(default_factory=dict, init=False, repr=False)  # k -> (model, record): runs copy them
     _told_of_older: bool = field(default=False, init=False, repr=False)  # older models are named once per zoo
+    _told_of_rescoring: bool = field(default=False, init=False, repr=False)  # so are older cached scores
 
     @property
     def device(self) -> torch.device:
@@ -80,24 +85,31 @@ class Zoo:
             "num_classes": self.data.num_classes,
         }
 
-    def original_config(self) -> dict:
+    def original_config(self, k: int = 0) -> dict:
+        """Original ``k``'s: the competition's one for k = 0, whose key no K changes."""
         indices = np.concatenate([self.splits.retain, self.splits.forget])
-        seed = ORIGINAL_SEED_OFFSET + self.splits.seed
+        seed = ORIGINAL_SEED_OFFSET + self.splits.seed + ORIGINALS_SEED_STEP * k
         return self._config("original", self.profile.original_recipe(), indices, seed)
 
-    def original(self) -> tuple[torch.nn.Module, dict]:
-        """The model trained on all training data (forget + retain)."""
-        if self._original is not None:
-            return self._original
-        images = torch.cat([self.tensors.retain[0], self.tensors.forget[0]])
-        labels = torch.cat([self.tensors.retain[1], self.tensors.forget[1]])
-        config = self.original_config()
-        if self.world.size > 1:  # one rank trains it, the others load it
-            with self.world.together():
-                if self.world.is_main:
-                    self._get_or_train([config], images, labels, "original model")
-        self._original = self._get_or_train([config], images, labels, "original model")[0]
-        return self._original
+    def original(self, k: int = 0) -> tuple[torch.nn.Module, dict]:
+        """Original ``k``: a model trained on all training data (forget + retain); the missing ones
+        among the zoo's ``originals`` are trained together on first use."""
+        if k not in self._originals:
+            wanted = sorted({k, *range(self.originals)})
+            images = torch.cat([self.tensors.retain[0], self.tensors.forget[0]])
+            labels = torch.cat([self.tensors.retain[1], self.tensors.forget[1]])
+            configs = [self.original_config(i) for i in wanted]
+            desc = "original model" if len(configs) == 1 else f"original models x{len(configs)}"
+            if self.world.size > 1:  # one rank trains them, the others load them
+                with self.world.together():
+                    if self.world.is_main:
+                        self._get_or_train(configs, images, labels, desc)
+            self._originals |= dict(zip(wanted, self._get_or_train(configs, images, labels, desc)))
+        return self._originals[k]
+
+    def all_originals(self) -> list[torch.nn.Module]:
+        """The zoo's ``originals`` models, original k at position k."""
+        return [self.original(k)[0] for k in range(self.originals)]
 
     def retrained_config(self, index: int) -> dict:
         seed = RETRAINED_SEED_OFFSET + index
@@ -139,9 +151,9 @@ class Zoo:
         everything = self.world.gather(mine)
         return [everything[i][0] for i in indices], [everything[i][1] for i in indices]
 
-    def original_scores(self) -> tuple[ModelScores, dict]:
-        """The original model's ``(scores, record)``."""
-        return self._scores(self.original_config(), self.original)
+    def original_scores(self, k: int = 0) -> tuple[ModelScores, dict]:
+        """Original ``k``'s ``(scores, record)``."""
+        return self._scores(self.original_config(k), lambda: self.original(k))
 
     def retrained_scores(self, index: int) -> tuple[ModelScores, dict]:
         """Reference ``index``'s ``(scores, record)``; the model is trained first if it is missing."""
@@ -160,6 +172,11 @@ class Zoo:
         model, record = get_model()  # loads it, or trains it (which stores its scores)
         scores = self._stored_scores(key, record)
         if scores is None:
+            if self.world.is_main and not self._told_of_rescoring and self.store.has_arrays_like(f"scores_{key}_"):
+                self._told_of_rescoring = True
+                tqdm.write(f"note: the scores cached in {self.store.root} are not this evaluation's (an older kit's, "
+                           "or another split's); they are computed again from the stored models (no model is "
+                           "retrained)", file=sys.stderr)
             scores = score_states([model.state_dict()], self.tensors, self.data.num_classes)[0]
             self.store.save_arrays(self.scores_name(key, record), scores.to_arrays())
         return scores, record

@@ -74,7 +74,7 @@ def sandbox(zoo):
     """What the zoo's runs start from, as a session builds it."""
     from evaluation.runner import Sandbox
 
-    return Sandbox(zoo.original()[0], zoo.tensors, zoo.profile.loader_batch_size)
+    return Sandbox(tuple(zoo.all_originals()), zoo.tensors, zoo.profile.loader_batch_size)
 
 
 def contestants(**factories) -> dict:

@@ -42,6 +42,8 @@ def _labels_beyond_the_model(path):
           for name in ("gpu", "mps", "cuda:x", "cpu:3")),
         (["-m", "finetune", "--device", "cuda:7"], "--device cuda:7 was asked for but no CUDA device is available"),
         (["-m", "finetune", "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        (["-m", "finetune", "--originals", "0"], "--originals must be at least 1, got 0"),
+        (["--write-competition-input", "in", "--originals", "2"], "--originals belongs to a method's evaluation"),
         (["--score-submission", "s.zip", "-m", "finetune"], "-m belongs to a method's evaluation, not to "
                                                             "--score-submission"),
         (["--write-competition-input", "in", "--resume", "--workers", "2"],

@@ -112,7 +112,8 @@ def test_a_study_writes_its_files_a_rerun_adds_to_it_and_its_best_is_confirmed(t
     assert tune.main(common + ["--confirm", "0"]) == 0
     board = json.loads((out / "confirm_seed0" / "leaderboard.json").read_text())
     best = max((t for t in trials if t["feasible"]), key=lambda t: t["final_score"])
-    assert {r["method"] for r in board["rows"]} == {"retrain", "scales_head", f"scales_head-trial{best['number']}"}
+    assert {r["method"] for r in board["rows"]} == {"retrain", "original", "scales_head",
+                                                    f"scales_head-trial{best['number']}"}
     assert board["seed"] == 0 and board["profile"]["num_models"] == 3  # the profile's N
 
 

@@ -10,7 +10,7 @@ from data.faces import write_synthetic_faces
 from evaluation.report import REPORT_VERSION
 from evaluation.runner import RETURNED_MODEL_NOTE
 from tests.fixtures.starter_kit_method import TrainsACopy
-from tests.fixtures.stub_methods import LeavesInf, OneEpochFinetune, Raises
+from tests.fixtures.stub_methods import LeavesInf, OneEpochFinetune, Raises, RecordsItsOriginal
 from tests.helpers import cifar_path
 
 
@@ -65,11 +65,12 @@ def test_a_leaderboard_exits_1_naming_the_failed_methods_and_no_old_success_surv
             "--store", str(smoke_store), "--no-progress"]
     assert main.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: 1 of 3 rows failed: raises ")
+    assert err[-1].startswith("error: 1 of 4 rows failed: raises ")
     report = json.loads((out / "raises" / "report.json").read_text())
     assert report["status"] == "failed" and "boom" in report["reason"] and not (out / "raises" / "report.png").exists()
     board = json.loads((out / "leaderboard.json").read_text())
-    assert {r["method"]: r["status"] for r in board["rows"]} == {"retrain": "ok", "finetune": "ok", "raises": "failed"}
+    assert {r["method"]: r["status"] for r in board["rows"]} == {"retrain": "ok", "original": "ok", "finetune": "ok",
+                                                                 "raises": "failed"}
     assert next(r for r in board["rows"] if r["method"] == "finetune")["hyperparameters"]["epochs"] == 1
 
 
@@ -96,3 +97,25 @@ def test_the_starter_kits_own_example_returns_its_model_and_is_scored(tmp_path, 
     assert notes == [f"note: trains_a_copy's {RETURNED_MODEL_NOTE}"]
     report = json.loads((out / "trains_a_copy" / "report.json").read_text())
     assert report["method"] == "trains_a_copy" and report.get("status") != "failed" and report["num_models"] == 3
+
+
+def test_runs_alternate_between_k_originals_and_k_1_keeps_the_competitions_original(tmp_path, smoke_store,
+                                                                                    monkeypatch):
+    """--originals 2: a second original of its own seed in the store; run i starts from original
+    i mod 2; the first original is the one K = 1 uses."""
+    import methods
+
+    monkeypatch.setitem(methods.METHODS, "records_its_original", RecordsItsOriginal)
+    argv = ["-m", "records_its_original", "--profile", "smoke", "--data", cifar_path(), "--out", str(tmp_path),
+            "--store", str(smoke_store), "--no-progress"]
+    assert main.main(argv + ["--originals", "2"]) == 0
+    two = json.loads((tmp_path / "records_its_original" / "report.json").read_text())
+    started_from = [log[0]["fc_bias_0"] for log in two["round_log"]]
+    assert started_from[0] == started_from[2] != started_from[1]  # originals 0, 1, 0
+    configs = [json.loads(p.read_text()).get("config", {}) for p in smoke_store.glob("*.json")]
+    seeds = {c["model_seed"] for c in configs if c.get("role") == "original" and c.get("split_seed") == 0}
+    assert {0, 100_000} <= seeds  # split seed 0, and + 100,000 for the second (never a reference's 1000 + i)
+    assert two["originals"] == 2 and len(two["original"]["retain_acc_per_model"]) == 2
+    assert main.main(argv) == 0
+    one = json.loads((tmp_path / "records_its_original" / "report.json").read_text())
+    assert [log[0]["fc_bias_0"] for log in one["round_log"]] == [started_from[0]] * 3  # K = 1: original 0 only

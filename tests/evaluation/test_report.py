@@ -10,19 +10,20 @@ import pytest
 
 from evaluation.judge import References, judge
 from evaluation.report import read_report, summary_table, write_report
-from evaluation.result import Result, Side
+from evaluation.result import Klom, KlomSet, Result, Side
 from evaluation.scoring import ModelScores
 
 
-def _scores(rng, forget: int, test: int = 40) -> ModelScores:
+def _scores(rng, forget: int, test: int = 40, retain: int = 50) -> ModelScores:
     return ModelScores(retain_acc=float(rng.uniform(0.8, 1)), forget_acc=float(rng.uniform(0.5, 1)),
                        test_acc=float(rng.uniform(0.5, 0.9)), forget_confs=rng.normal(size=forget),
-                       forget_losses=rng.exponential(size=forget), test_losses=rng.exponential(size=test))
+                       forget_losses=rng.exponential(size=forget), test_losses=rng.exponential(size=test),
+                       retain_confs=rng.normal(size=retain), test_confs=rng.normal(size=test))
 
 
 def _result(forget: int, n: int = 3):
     rng = np.random.default_rng(0)
-    references = References(_scores(rng, forget), 1.0, [_scores(rng, forget) for _ in range(n)],
+    references = References([_scores(rng, forget)], 1.0, [_scores(rng, forget) for _ in range(n)],
                             {"seconds": 10.0, "machine": "test", "images_per_second": 1.0, "timed_steps": 2,
                              "version": 1})
     return judge("m", [_scores(rng, forget) for _ in range(n)], [0.5] * n, references, gate=0.2)
@@ -49,16 +50,22 @@ def test_report_json_stays_small_at_the_full_scale_and_its_arrays_come_back(tmp_
     def side():
         return Side(*(tuple(rng.uniform(size=n).tolist()) for _ in range(3)), rng.normal(size=(n, forget)))
 
+    klom = Klom({name: KlomSet(rng.uniform(0, 11.5, size=size), small.klom.sets[name].statistics)
+                 for name, size in (("forget", forget), ("retain", 45_000), ("test", 5_000))})  # full's sets
     result = dataclasses.replace(small, unlearned=side(), retrained=side(), epsilons=rng.uniform(0, 3, size=forget),
-                                 timing=dataclasses.replace(small.timing, unlearn_seconds=tuple(rng.uniform(size=n))))
+                                 timing=dataclasses.replace(small.timing, unlearn_seconds=tuple(rng.uniform(size=n))),
+                                 klom=klom)
     path = write_report(result, tmp_path, {"status": "ok"})
     assert path.stat().st_size < 1_000_000
     assert (tmp_path / "report.npz").exists() and (tmp_path / "report.png").exists()
     report = json.loads(path.read_text())
     assert "forget_confs" not in report["unlearned"] and report["arrays"]["file"] == "report.npz"
+    assert set(report["klom"]) == {"forget", "retain", "test"} and set(report["klom"]["retain"]) == {"p95", "median",
+                                                                                                   "mean"}
     back = read_report(path)
     assert back["unlearned"]["forget_confs"] == result.unlearned.forget_confs.tolist()
     assert back["retrained"]["forget_confs"] == result.retrained.forget_confs.tolist()
+    assert back["klom"]["retain_values"] == klom.sets["retain"].values.tolist()
     again = Result.from_json(back)  # what --resume reads: every number as it was
     assert again.to_json() == result.to_json()
     (tmp_path / "report.npz").unlink()

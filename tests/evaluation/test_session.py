@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from evaluation import metric, session
-from evaluation.judge import judge
-from evaluation.report import REPORT_VERSION
+from evaluation import klom, metric, session
+from evaluation.judge import judge, placed
+from evaluation.report import REPORT_VERSION, summary_table
 from evaluation.session import gather_references, score_retraining
 from tests.fixtures.stub_methods import Hangs, LeavesNaN, Raises, Shrinks, gentle, gentle_then_raises
 from tests.helpers import contestants
@@ -42,6 +42,24 @@ def test_report_numbers_are_in_range(result, mini_zoo):
     assert all(seconds >= 0 for seconds in phases.values())
     assert phases["runs"] == result.timing.runs_wall_seconds >= sum(result.timing.unlearn_seconds)
     assert result.hyperparameters == {"epochs": 1, "lr": 1e-3, "momentum": 0.9, "weight_decay": 5e-4}
+
+
+def test_klom_reads_every_set_of_the_same_models_and_places_against_retraining(result, mini_zoo):
+    sizes = {"forget": 60, "retain": 540, "test": 200}
+    for name, s in result.klom.sets.items():
+        assert s.values.shape == (sizes[name],) and 0 <= s.values.min() and s.values.max() <= math.log(1e5) + 1e-9
+        p95 = s.statistics["p95"]
+        assert p95.value == pytest.approx(np.quantile(s.values, 0.95)) and p95.low <= p95.value <= p95.high
+        assert s.statistics["mean"].value == pytest.approx(s.values.mean())
+    # the forget set's KLOM is the KLOM of the very confidences F is computed from
+    np.testing.assert_array_equal(result.klom.sets["forget"].values, klom.per_example_klom(
+        result.unlearned.forget_confs, result.retrained.forget_confs))
+    placed_result = placed(result, score_retraining(mini_zoo, gather_references(mini_zoo), 0.2, train=False))
+    a = placed_result.ceiling.agreement
+    assert a.both + a.f_only + a.klom_only + a.neither == 60 and -1 <= a.rank_correlation <= 1
+    assert set(placed_result.ceiling.klom_difference) == {"forget", "retain", "test"}
+    table = summary_table(placed_result)
+    assert "KLOM p95" in table and "indistinguishable by both" in table
 
 
 def test_references_behave_like_retrained_models(result):
@@ -92,6 +110,7 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     assert rows["leaves_nan"].status == "failed" and "NaN" in rows["leaves_nan"].error
     assert rows["finetune"].status == "ok" and 0 <= rows["finetune"].forget_quality <= 1
     assert rows["retrain"].status == "ok" and not math.isnan(rows["retrain"].time_ratio)
+    assert rows["original"].status == "ok" and rows["original"].time_ratio == 0  # no unlearning, at no cost
     text = (tmp_path / "leaderboard.json").read_text()
     saved = json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     assert saved["rows"][-1]["time_ratio"] is None  # strict JSON: a failed row's NaN is null
@@ -99,6 +118,10 @@ def test_failing_methods_get_failed_rows_and_the_rest_go_on(mini_zoo, tmp_path):
     assert (tmp_path / "leaderboard.png").stat().st_size > 5_000
     board = (tmp_path / "leaderboard.md").read_text()
     assert "FAILED" in board
+    # KLOM beside F: the forget 95th percentile of each row, paired against retraining's
+    assert "| KLOM p95 | KLOM - retrain |" in board and rows["finetune"].klom is not None
+    assert rows["retrain"].klom_versus_ceiling.value == 0
+    assert saved["orders_agree_f_klom"] is None  # one method: no order to compare (retrain and original left out)
     finetune = rows["finetune"]
     assert finetune.time_ratio == pytest.approx(finetune.unlearn_seconds / finetune.retrain_seconds)
     assert f"seconds per run / {rows['retrain'].unlearn_seconds:.1f} s" in board
@@ -158,7 +181,8 @@ def test_resume_reuses_matching_reports_and_reruns_the_rest(mini_zoo, tmp_path, 
 
     assert status(report) == "ok"  # the saved report stands in for the raising runs
     # A report of an older format is never patched up: its method runs again (here it raises).
-    assert report["report_version"] == 3 and "shared_shift" in report["metric_info"]
+    assert report["report_version"] == 4 and "shared_shift" in report["metric_info"] and "klom" in report
+    assert status(report | {"report_version": 3}) == "failed"  # made before KLOM: run again
     assert status(report | {"report_version": 2}) == "failed"
     assert status(report | {"report_version": 1}) == "failed"
     assert status({k: v for k, v in report.items() if k not in ("intervals", "ceiling")}) == "failed"

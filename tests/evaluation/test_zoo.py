@@ -86,7 +86,7 @@ def test_keys_and_score_names_stay_what_they_were(tmp_path):
     reference = config_key(zoo.retrained_config(0))
     assert reference == "41115c74fc8ba84bb345a087"
     record = {"sha256": "2bf66b87cd9a2154d2c318c5ce3efdac07c6e2166cf972678b094a60bbc55730"}
-    assert zoo.scores_name(reference, record) == "scores_41115c74fc8ba84bb345a087_1d92579f16d553a7c2afe7b5"
+    assert zoo.scores_name(reference, record) == "scores_41115c74fc8ba84bb345a087_bf7b16e0006f2c0d66f06bdb"
 
 
 def test_corrupt_checkpoint_is_reported_and_retrained(cifar, tmp_path, capsys):
@@ -159,7 +159,7 @@ def test_training_scores_each_group_once_and_evaluations_read_them_back(tiny_zoo
     inference_calls.clear()
     again = gather_references(dataclasses.replace(tiny_zoo))
     assert inference_calls == []
-    _assert_same(first.original, again.original)
+    _assert_same(first.originals[0], again.originals[0])
     for a, b in zip(first.retrained, again.retrained):
         _assert_same(a, b)
 
