@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import distillation_kl, frozen_copy, reset_module, sgd, soft_cross_entropy, train_epochs
+from .hyperparameters import tuned
 
 
 @register("amnesiacs")

@@ -16,8 +16,8 @@ from training.devices import device_of
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import kl_to_uniform, loader_over, sgd, train_epoch
+from .hyperparameters import tuned
 
 
 @register("fanchuan")
@@ -52,11 +52,12 @@ class Fanchuan(BaseMethod):
 
         # Stage 2: contrast, then strengthen.
         for _ in range(self.epochs):
-            self._forget_round(net, forget_loader, negatives, forget_opt, forget_schedule)
+            self.forget_round(net, forget_loader, negatives, forget_opt, forget_schedule)
             train_epoch(net, retain_round, retain_opt)
         net.eval()
 
-    def _forget_round(self, net, forget_loader, negatives, optimizer, schedule):
+    def forget_round(self, net, forget_loader, negatives, optimizer, schedule):
+        """Each forget batch made equally similar, in logits, to every example of a retain batch."""
         device = device_of(net)
         net.train()  # the negatives' forward also updates BN statistics
         for (forget_x, _), (retain_x, _) in zip(forget_loader, negatives):

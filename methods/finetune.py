@@ -11,8 +11,8 @@ import torch
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import sgd, train_epochs
+from .hyperparameters import tuned
 
 
 @register("finetune")

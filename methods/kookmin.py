@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import accumulate_gradients, conv_layers, loader_over, sgd, train_epochs
+from .hyperparameters import tuned
 
 
 @register("kookmin")

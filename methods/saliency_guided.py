@@ -49,7 +49,6 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import (
     FrozenOutsideMask,
     StepBudget,
@@ -63,6 +62,7 @@ from .common import (
     sgd,
     train_steps,
 )
+from .hyperparameters import tuned
 from .salun import random_label_loss
 
 IMPAIR_LOSSES = {"kl_uniform": lambda n, x, y: kl_to_uniform(n(x)), "random_labels": random_label_loss}

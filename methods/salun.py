@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import FrozenOutsideMask, gradient_saliency, loader_over, sgd, train_epoch
+from .hyperparameters import tuned
 
 
 def saliency_mask(net, forget_loader, fraction: float) -> dict:

@@ -17,8 +17,8 @@ from torch.nn.utils import prune
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import class_counts, entropy, frozen_copy, num_classes_of, sgd, train_steps
+from .hyperparameters import tuned
 
 
 @register("sebastian")

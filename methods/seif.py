@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import add_gaussian_noise, class_counts, conv_layers, num_classes_of, sgd, train_epoch
+from .hyperparameters import tuned
 
 
 @register("seif")

@@ -5,6 +5,13 @@ Reset fc. Epochs 0-4: train 9 random "selectable" tensors plus every BN tensor a
 lr 2e-4; from epoch 1, 6 of the 9 get N(0, 0.04^2) noise unless they were trainable
 in an earlier epoch. Epochs 5-8: the whole model at lr 2e-4, 2e-4, 2e-4, 1e-3. A new
 SGD optimiser every epoch, so momentum resets.
+
+``first_epoch``: the public port trains epoch 0 like the other selection epochs
+(``"selected"``, the default); the write-up resets ``fc`` and fine-tunes the entire model
+in its first stage (``"all"``, at the selection lr). Counted as "trainable in an earlier
+epoch", that whole-model epoch would leave no tensor unseen and silence every later noise
+step, so under ``"all"`` only the selection epochs count: a tensor gets noise unless a
+selection epoch trained it before.
 """
 
 from dataclasses import dataclass
@@ -13,8 +20,8 @@ import torch
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import add_gaussian_noise, reset_module, sgd, train_epoch
+from .hyperparameters import tuned
 
 
 @register("sun")
@@ -27,6 +34,18 @@ class Sun(BaseMethod):
     noise_std: float = tuned(0.04, 0.01, 0.2, log=True)
     select_lr: float = tuned(2e-4, 5e-5, 1e-3, log=True)
     full_lrs: tuple[float, ...] = (2e-4, 2e-4, 2e-4, 1e-3, 1e-3, 1e-4)  # only the first 4 are used at 9 epochs
+    first_epoch: str = "selected"  # "all": the write-up's first stage (module docstring)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.first_epoch not in ("selected", "all"):
+            raise ValueError(f"first_epoch must be selected or all, got {self.first_epoch!r}")
+        if not 0 < self.select_epochs <= self.epochs:
+            raise ValueError(f"select_epochs must be between 1 and epochs ({self.epochs}), got {self.select_epochs}")
+        full_epochs = self.epochs - self.select_epochs
+        if len(self.full_lrs) < full_epochs:
+            raise ValueError(f"full_lrs gives {len(self.full_lrs)} learning rates for the {full_epochs} epochs after "
+                             f"the {self.select_epochs} selection epochs; give at least {full_epochs}")
 
     def run(self, net, retain_loader, forget_loader, val_loader):
         reset_module(net.fc)
@@ -36,7 +55,10 @@ class Sun(BaseMethod):
         seen: set[str] = set()
         try:
             for epoch in range(self.epochs):
-                if epoch < self.select_epochs:
+                whole_first = epoch == 0 and self.first_epoch == "all"
+                if whole_first:
+                    trainable, lr = list(params), self.select_lr
+                elif epoch < self.select_epochs:
                     chosen = [selectable[i] for i in torch.randperm(len(selectable))[: self.tensors_per_epoch].tolist()]
                     trainable, lr = chosen + bn_keys, self.select_lr
                     if epoch >= 1:
@@ -47,7 +69,8 @@ class Sun(BaseMethod):
                     trainable, lr = list(params), self.full_lrs[epoch - self.select_epochs]
                 for name, p in params.items():
                     p.requires_grad_(name in trainable)
-                seen.update(trainable)
+                if not whole_first:  # only selection epochs count as seen (module docstring)
+                    seen.update(trainable)
                 train_epoch(net, retain_loader, sgd(net, lr, params=[params[n] for n in trainable]))
         finally:
             for p in params.values():

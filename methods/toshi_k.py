@@ -12,8 +12,8 @@ import torch
 
 from . import register
 from .BaseMethod import BaseMethod
-from .hyperparameters import tuned
 from .common import conv_layers, sgd, train_epochs
+from .hyperparameters import tuned
 
 
 @register("toshi_k")
