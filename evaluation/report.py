@@ -240,10 +240,15 @@ def klom_lines(result: Result) -> list[str]:
         lines.append(f"{'KLOM - ' + c.method:18s}" + "   ".join(
             f"{name} {c.klom_difference[name]:+.3f}" for name in c.klom_difference))
         a = c.agreement
-        lines.append(f"{'KLOM and F':18s}rank correlation {a.rank_correlation:.2f} over forget examples; "
+        lines.append(f"{'KLOM and F':18s}rank correlation {_correlation(a.rank_correlation)} over forget examples; "
                      f"indistinguishable by both {a.both}, by F only {a.f_only}, by KLOM only {a.klom_only}, "
                      f"by neither {a.neither}")
     return lines
+
+
+def _correlation(value: float) -> str:
+    # a run whose every forget example sits at epsilon's cap (or KLOM's) has no order to correlate
+    return "undefined (one side is the same for every example)" if math.isnan(value) else f"{value:.2f}"
 
 
 def submission_lines(origin: SubmissionOrigin) -> list[str]:
@@ -310,7 +315,7 @@ def plot_report(result: Result, path, n_examples: int = 4) -> None:
         title = "forget examples"
         if agreement is not None:
             ax.axhline(agreement.klom_threshold, color="grey", lw=0.8, ls=":")  # KLOM: retrain's 95th percentile
-            title += f": rank corr. {agreement.rank_correlation:.2f}"
+            title += f": rank corr. {_correlation(agreement.rank_correlation)}"
         ax.set(title=title, xlabel="epsilon", ylabel="KLOM")
     fig.tight_layout()
     write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
