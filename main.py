@@ -59,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "with --dataset faces, the faces directory")
     p.add_argument("--out", default=str(REPO / "results"), help="results folder (default: results/)")
     p.add_argument("--store", default=str(REPO / "checkpoints"), help="checkpoint store (default: checkpoints/)")
+    p.add_argument("--reference-store", action="append", default=[], metavar="DIR",
+                   help="a store shared read-only (repeatable): its models are used, checked by their hash, and never "
+                        "written; what it lacks is trained into --store")
     p.add_argument("--device", help="cpu | cuda (default: cuda when present)")
     p.add_argument("--gate", type=float, default=GATE, help=f"efficiency gate: max unlearn/retrain time ratio "
                    f"(default: {GATE:g}, the competition's)")
@@ -144,6 +147,21 @@ def resolve_setting(args, profile_name: str | None = None):
     return device, PROFILES[profile_name].with_models(args.num_models)
 
 
+def check_folders(args, *written: tuple[str, str]) -> None:
+    """Every folder the command will write (``(flag, path)``) can be written, and every
+    ``--reference-store`` can be read, before anything is loaded, trained or written."""
+    from evaluation.files import PathUnusable, check_writable
+
+    try:
+        for flag, path in written:
+            check_writable(path, flag)
+    except PathUnusable as e:
+        raise UsageError(str(e)) from None
+    for path in args.reference_store:
+        if not pathlib.Path(path).is_dir() or not os.access(path, os.R_OK | os.X_OK):
+            raise UsageError(f"--reference-store {path} is not a folder this process can read")
+
+
 def resolve_run(args):
     """Validate the arguments of a method's evaluation before anything is loaded or written."""
     from evaluation.session import Contestant
@@ -202,6 +220,7 @@ def competition_command(args) -> dict | pathlib.Path:
     """--write-competition-input and --score-submission: one process, no method to run."""
     from data import DataError
     from evaluation.data_cache import load_dataset_cached
+    from evaluation.files import PathUnusable
     from evaluation.session import Session
     from evaluation.submission import Submission, SubmissionError
 
@@ -214,6 +233,9 @@ def competition_command(args) -> dict | pathlib.Path:
         raise UsageError(f"{' and '.join(mixed)} {'belongs' if len(mixed) == 1 else 'belong'} to a method's "
                          "evaluation, not to "
                          f"{'--score-submission' if args.score_submission else '--write-competition-input'}")
+    written = [("--write-competition-input", args.write_competition_input), ("--store", args.store)] \
+        if args.write_competition_input else [("--out", args.out), ("--store", args.store)]
+    check_folders(args, *written)
     try:
         data, groups = load_dataset_cached(args.dataset, args.data)
         kit, submission = {}, None
@@ -232,13 +254,14 @@ def competition_command(args) -> dict | pathlib.Path:
         precision = args.precision or kit.get("precision")
         session = Session({}, False, device, profile, pathlib.Path(args.out), pathlib.Path(args.store), seed=seed,
                           gate=args.gate, progress=not args.no_progress, precision=precision,
-                          remeasure_clock=args.remeasure_clock, ceiling=args.ceiling)
+                          remeasure_clock=args.remeasure_clock, ceiling=args.ceiling,
+                          reference_stores=tuple(args.reference_store))
         if submission is None:
             path = session.write_competition_input(data, groups, args.write_competition_input)
             print(f"competition input for profile {profile.name}, split seed {seed}: {path}")
             return path
         return session.score_submission(data, groups, submission, args.name)
-    except (DataError, SubmissionError) as e:
+    except (DataError, SubmissionError, PathUnusable) as e:
         raise UsageError(str(e)) from None
 
 
@@ -248,10 +271,12 @@ def run(args, argv: list[str]) -> dict:
     from data import DataError
     from evaluation.data_cache import load_dataset_cached
     from evaluation.distributed import close_world, init_world
+    from evaluation.files import PathUnusable
     from evaluation.session import Session
     from evaluation.workers import default_workers, is_worker, launch, threads_per_worker
 
     methods, device, profile = resolve_run(args)
+    check_folders(args, ("--out", args.out), ("--store", args.store))
     workers = args.workers or default_workers(device)
     threads = threads_per_worker(workers, args.threads)
     if workers > 1 and not is_worker():
@@ -265,7 +290,8 @@ def run(args, argv: list[str]) -> dict:
     session = Session(methods, is_leaderboard(args), device, profile, pathlib.Path(args.out), pathlib.Path(args.store),
                       seed=args.seed or 0, gate=args.gate, progress=not args.no_progress, precision=args.precision,
                       remeasure_clock=args.remeasure_clock, method_timeout=args.method_timeout,
-                      ceiling=args.ceiling, resume=args.resume, originals=args.originals)
+                      ceiling=args.ceiling, resume=args.resume, originals=args.originals,
+                      reference_stores=tuple(args.reference_store))
     try:
         data, groups = load_dataset_cached(args.dataset, args.data)
         world = init_world(device)
@@ -273,7 +299,7 @@ def run(args, argv: list[str]) -> dict:
             return session.run(data, groups, world)
         finally:
             close_world(world)
-    except DataError as e:
+    except (DataError, PathUnusable) as e:
         raise UsageError(str(e)) from None
 
 
@@ -292,6 +318,7 @@ def broken_import(path: str, error: str):
 
 def main(argv=None) -> int:
     from evaluation.distributed import RankFailed
+    from evaluation.files import WriteFailed
     from evaluation.session import RunFailed
     from evaluation.workers import WorkerFailed
 
@@ -310,6 +337,11 @@ def main(argv=None) -> int:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
+    except WriteFailed as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {e}; free space (or fix the folder) and run the same command again: the models and "
+                  "reports finished before are kept and reused", file=sys.stderr)
+        return 1
     except WorkersExited as e:
         return e.code
     return 0

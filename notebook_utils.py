@@ -428,6 +428,13 @@ def main(argv=None) -> int:
     if args.all and (args.out or args.set):
         print("error: -o and --set go with -m, not --all", file=sys.stderr)
         return 2
+    from evaluation.files import PathUnusable, check_writable
+
+    try:  # before any export: a folder that cannot be written is one line, not a traceback after the work
+        check_writable(pathlib.Path(args.out).parent if args.out else args.out_dir, "-o" if args.out else "--out-dir")
+    except PathUnusable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     failed = 0
     for name in names:
         try:

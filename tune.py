@@ -392,6 +392,7 @@ def run(args) -> int:
     from data import DataError
     from evaluation.data_cache import load_dataset_cached
     from evaluation.distributed import World
+    from evaluation.files import PathUnusable, check_writable
     from evaluation.profiles import PROFILES
     from evaluation.retrain_clock import GATE
     from evaluation.session import Session, gather_references
@@ -423,6 +424,14 @@ def run(args) -> int:
     gate = args.gate or GATE
     profile = PROFILES[args.profile].with_models(args.num_models)
     out = pathlib.Path(args.out) / "tune" / args.method
+    written = [("--out", out), ("--store", args.store)]
+    if args.storage and "://" not in args.storage:
+        written.append(("--storage", pathlib.Path(args.storage).parent))
+    try:
+        for flag, path in written:
+            check_writable(path, flag)
+    except PathUnusable as e:
+        raise UsageError(str(e)) from None
     out.mkdir(parents=True, exist_ok=True)
     name = args.study or f"{args.method}-{profile.name}-N{profile.num_models}-seed{args.seed}-{fingerprint(space)}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -37,10 +37,14 @@ from .result import Result, SubmissionOrigin
 from .retrain_clock import GATE, stored_clock
 from .runner import RETURNED_MODEL_NOTE, MethodFailed, Sandbox, run_all
 from .scoring import score_states
-from .store import CheckpointStore
+from .files import check_space
+from .store import CheckpointStore, checkpoint_bytes, config_key, report_bytes, scores_bytes
 from .submission import COMPETITION_RUNS, COMPETITION_SECONDS, RUNS_FILE, Submission
 from .zoo import Zoo
 from training.devices import rank_device
+
+
+SCORES_PER_EVALUATION = 64  # methods' models scored in memory; their scores of the references' kind are stored
 
 
 class RunFailed(Exception):
@@ -74,6 +78,7 @@ class Session:
     ceiling: bool = False  # -m NAME: train the N extra references the ceiling needs
     resume: bool = False
     originals: int = 1  # K originals of different seeds; run i starts from original i mod K
+    reference_stores: tuple = ()  # stores read, never written (--reference-store)
 
     def zoo(self, data: ImageData, groups, world: World) -> Zoo:
         """The split seed's models and tensors on this process's device (trained on first use)."""
@@ -83,7 +88,8 @@ class Session:
                                  test_subset=self.profile.test_subset, groups=groups)
         except ValueError as e:
             raise DataError(str(e)) from None
-        return Zoo(data, splits, self.profile, SplitTensors.build(data, splits, device), CheckpointStore(self.store),
+        store = CheckpointStore(self.store, self.reference_stores)
+        return Zoo(data, splits, self.profile, SplitTensors.build(data, splits, device), store,
                    self.progress and world.is_main, world=world, precision=self.precision, originals=self.originals)
 
     def context(self, zoo: Zoo) -> dict:
@@ -101,10 +107,27 @@ class Session:
             "world_size": zoo.world.size,  # processes (--workers or torchrun); the numbers do not depend on it
         }
 
+    def check_room(self, zoo: Zoo, ceiling: bool) -> None:
+        """Stops the command (PathUnusable) before any model is trained when ``--store`` has no
+        room for the models it still lacks, or ``--out`` none for the reports."""
+        n_models = self.profile.num_models
+        configs = [zoo.original_config(k) for k in range(zoo.originals)]
+        configs += [zoo.retrained_config(i) for i in range(2 * n_models if ceiling else n_models)]
+        missing = sum(not zoo.store.has(config_key(c)) for c in configs)
+        per_model = checkpoint_bytes(zoo.data.num_classes) + scores_bytes(zoo.splits)
+        check_space(self.store, missing * per_model + SCORES_PER_EVALUATION * scores_bytes(zoo.splits),
+                    "--store", f"{missing} models still to train and the scores of the rest")
+        rows = len(self.methods) + (2 if self.leaderboard else 0)
+        check_space(self.out, rows * report_bytes(n_models, zoo.splits), "--out", f"{rows} reports")
+
     def run(self, data: ImageData, groups, world: World) -> dict:
         """Evaluate on ``data`` in this process of ``world``; returns the result (or the
-        leaderboard) with its context. Bad splits raise DataError; failures RunFailed."""
+        leaderboard) with its context. Bad splits raise DataError; failures RunFailed; a
+        ``--store`` or ``--out`` without room for the work, PathUnusable before any."""
         zoo = self.zoo(data, groups, world)
+        # every process checks (the same folders, the same answer), so all stop together
+        # instead of the others waiting for a first process that has already left
+        self.check_room(zoo, self.leaderboard or self.ceiling)
         context = self.context(zoo)
         started = time.perf_counter()
         references = gather_references(zoo, self.remeasure_clock)
@@ -130,6 +153,7 @@ class Session:
         SubmissionError before anything is trained."""
         zoo = self.zoo(data, groups, World())
         origin = submission.check_origin(kit_description(zoo))
+        self.check_room(zoo, self.ceiling)
         context = self.context(zoo)
         started = time.perf_counter()
         references = gather_references(zoo, self.remeasure_clock)

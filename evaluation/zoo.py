@@ -252,7 +252,7 @@ class Zoo:
         accs = {"retain": scores.retain_acc, "forget": scores.forget_acc, "test": scores.test_acc}
         key = config_key(config)
         record = self.store.save(key, model.state_dict(), config, manifest=False, train_seconds=seconds,
-                                 device=str(device), accuracy=accs)
+                                 device=str(device), accuracy=accs, profile=self.profile.name)
         self.store.save_arrays(self.scores_name(key, record), scores.to_arrays())
         return model, record
 

@@ -91,7 +91,9 @@ def parse_settings(cls: type, items: list[str]) -> dict:
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
-        if not sep or key not in params:
+        if not sep:
+            raise SettingError(f"{item!r} is not KEY=VALUE (for example lr=0.01); valid keys: {valid}")
+        if key not in params:
             raise SettingError(f"{cls.__name__} has no hyperparameter {key!r}; valid: {valid}")
         try:
             out[key] = parse_value(params[key].type, text.strip())

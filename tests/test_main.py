@@ -92,3 +92,28 @@ def test_a_broken_method_file_is_named_and_the_others_still_list_and_run(tmp_pat
     # once the file is gone it is named no more
     (tmp_path / "zz_broken.py").unlink()
     assert methods.broken_methods() == {}
+
+
+@pytest.mark.parametrize("flag", ["--out", "--store"])
+def test_a_folder_that_cannot_be_written_stops_the_command_before_any_work(flag, tmp_path, capsys):
+    blocked = tmp_path / "a_file"
+    blocked.write_text("a file where a folder would go")
+    folders = {"--out": str(tmp_path / "out"), "--store": str(tmp_path / "store")} | {flag: str(blocked / "sub")}
+    argv = ["-m", "finetune", "--profile", "smoke", *(x for kv in folders.items() for x in kv)]
+    assert main.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {flag} {blocked / 'sub'} cannot be used: {blocked} is not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written
+
+
+def test_too_little_free_space_stops_the_command_with_the_amount_needed(tmp_path, capsys, monkeypatch):
+    from tests.helpers import cifar_path
+
+    monkeypatch.setattr("evaluation.files.free_bytes", lambda folder: 10_000_000)  # 10 MB free
+    argv = ["-m", "finetune", "--profile", "smoke", "--data", cifar_path(), "--out", str(tmp_path / "out"), "--store",
+            str(tmp_path / "store"), "--no-progress"]
+    assert main.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --store {tmp_path / 'store'} needs about 179.") and \
+        "for 4 models still to train" in err[0] and "10.0 MB is free" in err[0]
+    assert not (tmp_path / "store").exists() and not (tmp_path / "out").exists()

@@ -93,3 +93,48 @@ def test_the_record_hashes_the_bytes_written_and_load_uses_the_bytes_checked(tmp
     monkeypatch.setattr(store_module.torch, "load", replaced_after_the_check)
     loaded = s.load("k")
     assert torch.equal(loaded["fc.weight"], ours["fc.weight"])
+
+
+def _listing(root):
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_reference_store_is_read_never_written(tmp_path):
+    shared, mine = tmp_path / "shared", tmp_path / "mine"
+    team = CheckpointStore(shared)
+    model = make_model(seed=0)
+    team.save("k1", model.state_dict(), {"role": "x"})
+    team.save("bad", make_model(seed=1).state_dict(), {"role": "x"})
+    team.save_arrays("scores_k1_e", {"a": torch.zeros(2).numpy()})
+    (shared / "bad.pt").write_bytes(b"damaged")
+    before = _listing(shared)
+    s = CheckpointStore(mine, references=[shared])
+    assert s.has("k1") and s.is_shared("k1") and s.record("k1")["config"] == {"role": "x"}
+    assert torch.equal(s.load("k1")["fc.weight"], model.state_dict()["fc.weight"])  # checked by its hash
+    assert s.arrays("scores_k1_e") is not None
+    with pytest.raises(CorruptCheckpoint):
+        s.load("bad")
+    s.discard("bad")  # passed over, not deleted: retrained here
+    assert not s.has("bad") and (shared / "bad.pt").exists()
+    s.save("bad", make_model(seed=1).state_dict(), {"role": "x"})
+    s.save_arrays("scores_bad_e", {"a": torch.zeros(2).numpy()})
+    s.save_note("clock", {"seconds": 1.0})
+    assert s.has("bad") and not s.is_shared("bad") and s.note("clock") == {"seconds": 1.0}
+    assert _listing(shared) == before  # every file as it was: contents and modification times
+    assert sorted(p.name for p in mine.iterdir()) == ["arrays", "bad.json", "bad.pt", "manifest.json", "notes"]
+
+
+def test_a_failed_write_names_its_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    from evaluation import files
+
+    s = CheckpointStore(tmp_path)
+    s.save("k1", make_model(seed=0).state_dict(), {"role": "x"})
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(files.WriteFailed, match=r"cannot write .*k2\.pt: No space left on device") as failure:
+        s.save("k2", make_model(seed=1).state_dict(), {"role": "x"})
+    assert isinstance(failure.value, OSError) and failure.value.path == tmp_path / "k2.pt"
+    assert not list(tmp_path.glob(".*.tmp")) and not s.has("k2") and s.has("k1")
