@@ -445,9 +445,9 @@ def run(args) -> int:
     if args.look is not None:
         look(cls, args.method, [{}] + tries, zoo, args.look, out)
         return 0
-    sampler = optuna.samplers.TPESampler(seed=args.sampler_seed, n_startup_trials=STARTUP_TRIALS)
     study = optuna.create_study(study_name=name, storage=storage_for(args.storage, out / "study.journal"),
-                                sampler=sampler, direction="maximize", load_if_exists=True)
+                                direction="maximize", load_if_exists=True)
+    study.sampler = sampler_for(args.sampler_seed, len(study.trials))
     if args.confirm is not None:
         confirm(args, cls, handlers, study, PROFILES[args.profile], device, data, groups)
         return 0
@@ -467,6 +467,16 @@ def run(args) -> int:
     print(f"{trials} trials added in {time.perf_counter() - started:.0f} s; study {name} holds "
           f"{len(study.trials)}; files in {out}")
     return 0
+
+
+def sampler_for(seed: int, held: int):
+    """The sampler of a process that finds ``held`` trials in its study. Seeded by both: a
+    resumed study seeded as it began would draw its first random points again."""
+    import numpy as np
+    import optuna
+
+    seed = int(np.random.SeedSequence([seed, held]).generate_state(1)[0]) if held else seed
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
 
 
 def main(argv=None) -> int:

@@ -108,6 +108,7 @@ def test_a_study_writes_its_files_a_rerun_adds_to_it_and_its_best_is_confirmed(t
     assert tune.main(common + ["--until", "4"]) == 0 and tune.main(common + ["--until", "4"]) == 0  # a fixed budget
     trials = json.loads((out / "trials.json").read_text())["trials"]
     assert len(trials) == 4
+    assert trials[3]["params"] != trials[1]["params"]  # a resumed study draws new points, not its first again
 
     assert tune.main(common + ["--confirm", "0"]) == 0
     board = json.loads((out / "confirm_seed0" / "leaderboard.json").read_text())
