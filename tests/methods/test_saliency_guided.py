@@ -134,11 +134,12 @@ def test_an_impair_step_moves_only_masked_weights_and_no_batchnorm_statistics(me
     assert buffers and all(torch.equal(after[n], before[n]) for n in buffers)
 
 
-def test_runs_with_one_seed_are_equal_and_with_two_seeds_differ(memorised):
+@pytest.mark.parametrize("mask", ["weights", "layers"])
+def test_runs_with_one_seed_are_equal_and_with_two_seeds_differ(memorised, mask):
     runs = {}
     for label, seed in (("a", 1), ("again", 1), ("b", 2)):
         net = copy.deepcopy(memorised)
-        _run(net, seed=seed, max_rounds=1, max_steps=4)
+        _run(net, seed=seed, max_rounds=1, max_steps=4, mask=mask)
         runs[label] = net.state_dict()
     assert all(torch.equal(runs["a"][n], runs["again"][n]) for n in runs["a"])
     assert not all(torch.equal(runs["a"][n], runs["b"][n]) for n in runs["a"])
@@ -166,3 +167,80 @@ def test_unknown_choices_are_refused():
         SaliencyGuided(tolerance=-1.0)
     with pytest.raises(ValueError, match="val_floor"):
         SaliencyGuided(val_floor=1.5)
+
+
+def test_the_layer_pool_is_the_convolutions_outside_the_shortcuts_and_saliency_weights_the_draw(memorised):
+    pool = saliency_guided.erasable_layers(memorised)
+    assert len(pool) == 17 and pool[0] == "conv1.weight"
+    assert not any("downsample" in n or n.startswith("fc") for n in pool)
+    drawn = set()
+    for seed in range(5):
+        torch.manual_seed(seed)
+        masks = saliency_guided.layer_masks(memorised, None, 3, by_saliency=False)
+        assert len(masks) == 3 and set(masks) <= set(pool) and all(bool(m.all()) for m in masks.values())
+        drawn.add(tuple(masks))
+    assert len(drawn) > 1, "each run draws its own layers"
+    # all the gradient on one layer: saliency draws it every time, the control only sometimes
+    grads = {n: torch.zeros_like(p) for n, p in memorised.named_parameters()}
+    grads["layer3.0.conv2.weight"] += 1.0
+    for seed in range(5):
+        torch.manual_seed(seed)
+        assert "layer3.0.conv2.weight" in saliency_guided.layer_masks(memorised, grads, 2, by_saliency=True)
+
+
+def test_the_repair_moves_nothing_that_was_erased(memorised, monkeypatch):
+    """repair_scope="outside": with momentum and weight decay on, every layer a round's noise
+    touched keeps, to the bit, the value the noise left, through both rounds' repairs."""
+    after_noise = []
+    noise = saliency_guided.add_masked_noise
+
+    def recorded(net, masks, scale):
+        noise(net, masks, scale)
+        after_noise.append({n: p.detach().clone() for n, p in net.named_parameters()})
+
+    monkeypatch.setattr(saliency_guided, "add_masked_noise", recorded)
+    net = copy.deepcopy(memorised)
+    log = _run(net, max_rounds=2, rounds="fixed", mask="layers", mask_layers=2, repair_scope="outside",
+               max_steps=100, repair_steps=3, val_floor=0.0)
+    erased = {n for r in log[1:] for n in r["layers"]}
+    assert len(after_noise) == 2 and 2 <= len(erased) <= 4
+    final = dict(net.named_parameters())
+    for name in erased:
+        assert torch.equal(final[name], after_noise[-1][name]), name
+    moved = [n for n in final if n not in erased and not torch.equal(final[n], after_noise[-1][n])]
+    assert len(moved) > 20, "the rest of the network is repaired"
+
+
+def test_the_excess_rule_leaves_nothing_on_a_model_that_never_saw_the_forget_set(memorised):
+    """Forget and validation images both unseen: the median rule still finds about half the
+    forget set left to forget; the excess rule finds none, and the run stops untouched."""
+    from tests.helpers import tiny_loader
+
+    losses = saliency_guided.loader_losses
+    unseen_forget, val = tiny_loader(16, 4), tiny_loader(16, 3)
+    f, _ = losses(memorised, unseen_forget)
+    v, _ = losses(memorised, val)
+    assert len(saliency_guided.excess_left(f, v, 1.0)) == 0 < int((f < v.median()).sum())
+    # a memorised forget set is left, the whole excess of it
+    f_seen, _ = losses(memorised, tiny_loader(16, 2))
+    assert len(saliency_guided.excess_left(f_seen, v, 1.0)) >= 4
+    net = copy.deepcopy(memorised)
+    method = SaliencyGuided(left="excess", mask="layers", val_floor=0.0)
+    torch.manual_seed(0)
+    method.run(net, tiny_loader(48, 1), unseen_forget, val)
+    assert method.round_log[-1]["stop"] == "nothing left" and method.round_log[0]["left"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), memorised.parameters()))
+
+
+def test_budgets_as_shares_of_a_retain_pass(memorised, monkeypatch):
+    steps = []
+    step = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
+    # the retain loader has 3 batches: 0.5 of a pass is 2 steps a round, 1.0 is 3 steps in all
+    log = _run(copy.deepcopy(memorised), max_rounds=4, rounds="fixed", repair_epochs=0.5, max_epochs=1.0,
+               max_steps=1000, mask="random_layers", distill_weight=0.0, val_floor=0.0)
+    assert len(steps) == 3 and log[-1]["stop"] == "steps" and [r["round"] for r in log] == [0, 1, 2]
+    with pytest.raises(ValueError, match="repair_epochs is a share of a pass"):
+        SaliencyGuided(repair_epochs=0)
+    with pytest.raises(ValueError, match="mask must be one of layers, random_layers, weights"):
+        SaliencyGuided(mask="rows")
