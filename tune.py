@@ -65,8 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--space", action="append", default=[], metavar="KEY=LOW:HIGH[:log] | KEY=a|b|c",
                    help="a range to search (adds to, or replaces, the method's declared space; repeatable)")
     p.add_argument("--try", dest="tries", action="append", default=[], metavar="KEY=VALUE,...",
-                   help="a configuration to try first (repeatable): values of the search space, and any other "
-                        "hyperparameter held fixed for that trial")
+                   help="a configuration to try first (repeatable): the method's defaults with these values, "
+                        "those outside the search space held fixed for that trial")
     p.add_argument("--baselines", default="", help="methods scored at their defaults beside the study (a,b)")
     p.add_argument("--look", type=int, metavar="RUNS",
                    help="only run the defaults and each --try RUNS times and print their accuracies")
@@ -123,14 +123,23 @@ def parse_tries(cls, tries: list[str]) -> list[dict]:
     return rows
 
 
-def enqueue(study, tries: list[dict], space: dict) -> None:
-    """Each ``--try`` as the next trial: values of the search space as its parameters, any
-    other hyperparameter held fixed for that trial (``fixed``); a row queued before is not
-    queued again."""
+def enqueue(study, tries: list[dict], space: dict, defaults: dict) -> None:
+    """Each ``--try`` as the next trial, exactly the method's ``defaults`` with the try's values
+    (none of the search space's left to the sampler): values inside the space as its
+    parameters, the rest held fixed for that trial (``fixed``). A row already in the study,
+    queued or run, is not queued again."""
+    from optuna.trial import TrialState
+
+    # a queued trial holds its values as fixed parameters until it runs
+    seen = [(t.system_attrs.get("fixed_params", {}) if t.state == TrialState.WAITING else t.params,
+             t.user_attrs.get("fixed", {})) for t in study.get_trials(deepcopy=False)]
     for values in tries:
-        fixed = {k: v for k, v in values.items() if k not in space}
-        study.enqueue_trial({k: v for k, v in values.items() if k in space}, user_attrs={"fixed": fixed},
-                            skip_if_exists=True)
+        full = {k: values.get(k, defaults[k]) for k in space} | values
+        inside = {k: v for k, v in full.items() if k in space and space[k].holds(v)}
+        fixed = {k: v for k, v in full.items() if k not in inside}
+        if (inside, fixed) not in seen:
+            study.enqueue_trial(inside, user_attrs={"fixed": fixed})
+            seen.append((inside, fixed))
 
 
 def storage_for(argument: str | None, default: pathlib.Path):
@@ -397,6 +406,8 @@ def run(args) -> int:
     from evaluation.retrain_clock import GATE
     from evaluation.session import Session, gather_references
     from methods import all_method_handlers
+    from methods.hyperparameters import build
+    from methods.hyperparameters import values as default_values
     from training.devices import pick_device
 
     handlers = all_method_handlers()
@@ -451,7 +462,7 @@ def run(args) -> int:
     if args.confirm is not None:
         confirm(args, cls, handlers, study, PROFILES[args.profile], device, data, groups)
         return 0
-    enqueue(study, tries, space)
+    enqueue(study, tries, space, default_values(build(cls, args.method)))
     references = gather_references(zoo)
     started = time.perf_counter()
     trials = args.trials

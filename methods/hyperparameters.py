@@ -172,6 +172,14 @@ class Space:
         if self.log and self.low <= 0:
             raise ValueError(f"a log scale needs low > 0, got {self.low!r}")
 
+    def holds(self, value) -> bool:
+        """Whether ``value`` lies in this space (a --try's value outside it is held fixed)."""
+        if self.choices is not None:
+            return value in self.choices
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or (self.integer and value != int(value)):
+            return False
+        return self.low <= value <= self.high
+
     def suggest(self, trial, name: str):
         """The value an Optuna ``trial`` draws for ``name``."""
         if self.choices is not None:

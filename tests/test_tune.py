@@ -10,7 +10,7 @@ from optuna.trial import TrialState, create_trial
 
 import tune
 from methods import all_method_handlers
-from methods.hyperparameters import build, spaces
+from methods.hyperparameters import Space, build, spaces
 from tests.fixtures.stub_methods import ScalesHead
 from tests.helpers import cifar_path
 
@@ -48,6 +48,22 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
+
+
+def test_a_try_is_the_defaults_with_its_values_and_is_queued_once():
+    """Nothing of a --try is left to the sampler: the space's other values are the method's
+    defaults; a value outside the space is held fixed; rows differing only there are two rows."""
+    study = optuna.create_study()
+    space = {"factor": Space(0.0, 1.0), "nan": Space(choices=(False, True))}
+    defaults = {"factor": 0.9, "nan": False, "other": 0}
+    tries = [{"factor": 0.3}, {"factor": 0.3}, {"factor": 2.0}, {"factor": 0.3, "other": 1}]
+    tune.enqueue(study, tries, space, defaults)
+    tune.enqueue(study, tries[:1], space, defaults)  # a rerun queues nothing again
+    queued = [(t.system_attrs["fixed_params"], t.user_attrs["fixed"]) for t in study.trials]
+    assert queued == [({"factor": 0.3, "nan": False}, {}), ({"nan": False}, {"factor": 2.0}),
+                      ({"factor": 0.3, "nan": False}, {"other": 1})]
+    trial = study.ask()
+    assert trial.suggest_float("factor", 0.0, 1.0) == 0.3 and trial.suggest_categorical("nan", [False, True]) is False
 
 
 def _add(study, number_value, gate, factor):
