@@ -90,6 +90,9 @@ def test_an_infeasible_trial_is_kept_and_marked_and_never_best():
     none = optuna.create_study(direction="maximize")
     _add(none, 0.9, 0.3, 0.1)
     assert tune.best_trials(none) == [] and "No feasible trial yet" in tune.markdown("x", none, [], {})
+    # confirming: the feasible best first, then the best of the rest to fill --top
+    assert [t.number for t in tune.confirmable(study, 3)] == [1, 2, 0]
+    assert [t.number for t in tune.confirmable(none, 1)] == [0]
 
 
 @pytest.fixture
