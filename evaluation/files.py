@@ -75,8 +75,8 @@ def check_writable(folder, what: str) -> None:
     """``folder`` (``what``: the flag that names it) can be written: it exists and a file can
     be made in it, or it can be made in its nearest existing parent. Nothing is left behind."""
     folder = pathlib.Path(folder).expanduser().absolute()
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir():
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
         raise PathUnusable(f"{what} {folder} cannot be used: {existing} is not a folder")
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".unlearn-probe-")
@@ -89,9 +89,12 @@ def check_writable(folder, what: str) -> None:
 
 def free_bytes(folder) -> int:
     """Free space where ``folder`` is (or would be made)."""
-    folder = pathlib.Path(folder).expanduser().absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    return shutil.disk_usage(existing).free
+    return shutil.disk_usage(_nearest_existing(pathlib.Path(folder).expanduser().absolute())).free
+
+
+def _nearest_existing(folder: pathlib.Path) -> pathlib.Path:
+    """``folder`` or, when it is still to be made, its nearest parent that exists (``/`` at worst)."""
+    return next(p for p in (folder, *folder.parents) if p.exists())
 
 
 def check_space(folder, needed: int, what: str, detail: str) -> None:
