@@ -165,17 +165,21 @@ class CheckpointStore:
 
     def older_models(self, version: int) -> list[str]:
         """Keys of the models whose config has a key version below ``version`` (none: 1)."""
-        older = []
-        for path in self.root.glob("*.json"):
+        return sorted(key for key, record in self._records().items()
+                      if record.get("config", {}).get("key_version", 1) < version)
+
+    def _records(self) -> dict[str, dict]:
+        """``{key: record}`` of every readable record here (one being replaced by another
+        process is passed over)."""
+        records = {}
+        for path in sorted(self.root.glob("*.json")):
             if path.name == "manifest.json":
                 continue
             try:
-                config = json.loads(path.read_text()).get("config", {})
+                records[path.stem] = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if config.get("key_version", 1) < version:
-                older.append(path.stem)
-        return sorted(older)
+        return records
 
     def discard(self, key: str) -> None:
         """Forget a corrupt model: deleted here, passed over in a reference store (never changed)."""
@@ -188,16 +192,8 @@ class CheckpointStore:
 
     def write_manifest(self) -> pathlib.Path:
         self.root.mkdir(parents=True, exist_ok=True)
-        records = {}
-        for path in sorted(self.root.glob("*.json")):
-            if path.name == "manifest.json":
-                continue
-            try:
-                records[path.stem] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue  # a record being replaced by another process
         target = self.root / "manifest.json"
-        write_atomically(target, json.dumps(records, indent=1))
+        write_atomically(target, json.dumps(self._records(), indent=1))
         return target
 
 
